@@ -1,0 +1,172 @@
+"""Settings: environment variables, overridable by a params YAML file, validated in one place."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+
+# Keys of a params YAML that belong to the pipeline runner, not to Settings.
+RUNNER_KEYS = frozenset({"stages", "run"})
+
+
+class ConfigError(ValueError):
+    """Invalid configuration; `problems` holds one plain message per invalid value."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("invalid configuration:\n" + "\n".join(f"  - {p}" for p in problems))
+
+
+class Settings(BaseModel):
+    """Resolved configuration of one assetlib process."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    home: Path = Field(
+        default=Path("~/.assetlib"),
+        description="ASSETLIB_HOME: data, models and the embedded database live here",
+    )
+    db_host: str | None = Field(default=None, description="external PostgreSQL host; unset = embedded")
+    db_port: int = Field(default=5432, ge=1, le=65535)
+    db_user: str = Field(default="postgres", min_length=1)
+    db_password: SecretStr | None = None
+    db_name: str = Field(default="assetlib", pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+    db_pool_size: int = Field(default=4, ge=1, le=64)
+    db_connect_timeout: int = Field(default=10, ge=1, le=600, description="seconds")
+    dashscope_api_key: SecretStr | None = None
+
+    max_assets: int | None = Field(default=None, ge=1, description="limit on assets read; unset = no limit")
+    translation_batch_size: int = Field(default=1000, ge=1, le=50_000)
+    embedding_batch_size: int = Field(default=100, ge=1, le=10_000)
+    qwen_num_images: int = Field(default=8, ge=1, le=8)
+    default_top_k: int = Field(default=10, ge=1, le=1000)
+
+    # Vector store layout. Defaults are revisited by the million-asset benchmark.
+    vector_index: Literal["hnsw", "ivfflat"] = "hnsw"
+    vector_storage: Literal["vector", "halfvec"] = "vector"
+    hnsw_m: int = Field(default=16, ge=2, le=100)
+    hnsw_ef_construction: int = Field(default=64, ge=4, le=1000)
+    hnsw_ef_search: int = Field(default=100, ge=1, le=1000)
+    ivfflat_lists: int | None = Field(default=None, ge=1, le=32768, description="unset = rows/1000")
+    ivfflat_probes: int = Field(default=10, ge=1, le=32768)
+    maintenance_work_mem: str = Field(default="2GB", pattern=r"^\d+\s*(kB|MB|GB)$")
+    max_index_memory_fraction: float = Field(
+        default=0.6, gt=0, le=0.95, description="refuse index builds larger than this share of RAM"
+    )
+
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @field_validator("home")
+    @classmethod
+    def _expand_home(cls, value: Path) -> Path:
+        return value.expanduser()
+
+    @field_validator("db_host", "dashscope_api_key", "db_password", "max_assets", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: Any) -> Any:
+        # Environment variables cannot be "unset" from a .env or a shell script; "" and "none" mean unset.
+        if isinstance(value, str) and value.strip().lower() in {"", "none", "null"}:
+            return None
+        return value
+
+    @property
+    def embedded(self) -> bool:
+        """True when no DB_HOST is set and the embedded PostgreSQL is used."""
+        return self.db_host is None
+
+    @property
+    def pgdata(self) -> Path:
+        """Data folder of the embedded PostgreSQL server."""
+        return self.home / "pgdata"
+
+    def masked(self) -> dict[str, Any]:
+        """All values as plain data, secrets shown only as set/unset."""
+        out: dict[str, Any] = {}
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if isinstance(value, SecretStr):
+                value = (
+                    "****" + value.get_secret_value()[-2:] if len(value.get_secret_value()) > 8 else "****"
+                )
+            elif isinstance(value, Path):
+                value = str(value)
+            out[name] = value
+        return out
+
+
+def env_name(field: str) -> str:
+    """The environment variable that sets a Settings field."""
+    return "ASSETLIB_HOME" if field == "home" else field.upper()
+
+
+def _from_environment(environ: Mapping[str, str]) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for field in Settings.model_fields:
+        name = env_name(field)
+        if name in environ:
+            values[field] = environ[name]
+    return values
+
+
+def read_params_file(path: str | Path) -> dict[str, Any]:
+    """Read a params YAML file into a dict; raise ConfigError when it is not a mapping."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except FileNotFoundError:
+        raise ConfigError([f"params file not found: {path}"]) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError([f"params file {path} is not valid YAML: {exc}"]) from None
+    if not isinstance(data, dict):
+        raise ConfigError([f"params file {path} must hold a mapping at the top, not {type(data).__name__}"])
+    return data
+
+
+def _settings_part(params: Mapping[str, Any], source: str) -> dict[str, Any]:
+    problems = []
+    values: dict[str, Any] = {}
+    for key, value in params.items():
+        if key in RUNNER_KEYS:
+            continue
+        field = key.lower()
+        if field == "assetlib_home":
+            field = "home"
+        if field not in Settings.model_fields:
+            problems.append(f"{key} (in {source}): unknown setting")
+            continue
+        values[field] = value
+    if problems:
+        raise ConfigError(problems)
+    return values
+
+
+def load_settings(
+    params: str | Path | Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+    **overrides: Any,
+) -> Settings:
+    """Resolve Settings: defaults, then environment, then a params file (or mapping), then overrides."""
+    environ = os.environ if environ is None else environ
+    values = _from_environment(environ)
+    if params is not None:
+        mapping = read_params_file(params) if isinstance(params, (str, Path)) else params
+        values.update(_settings_part(mapping, str(params) if isinstance(params, (str, Path)) else "params"))
+    values.update(_settings_part(overrides, "arguments"))
+    try:
+        return Settings(**values)
+    except ValidationError as exc:
+        raise ConfigError([_describe(err) for err in exc.errors()]) from None
+
+
+def _describe(err: Mapping[str, Any]) -> str:
+    field = str(err["loc"][0]) if err.get("loc") else "?"
+    name = env_name(field) if field in Settings.model_fields else field
+    shown = err.get("input")
+    if field in {"db_password", "dashscope_api_key"}:
+        shown = "****"
+    return f"{name}: {err['msg']} (got {shown!r})"

