@@ -1,0 +1,1 @@
+"""What an asset is and where its files are."""

@@ -1,0 +1,1 @@
+"""PostgreSQL + pgvector store: connection, schema, bulk loads and kNN search."""

@@ -1,0 +1,207 @@
+"""kNN SQL for each search mode, written so the ANN index serves it; per-view over-fetch and grouping."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from enum import StrEnum
+
+import numpy as np
+import psycopg
+from psycopg import sql
+
+from assetlib.store.schema import EncoderTables, VectorKind
+
+log = logging.getLogger(__name__)
+
+MAX_EF_SEARCH = 1000  # pgvector's upper bound for hnsw.ef_search
+
+
+class Mode(StrEnum):
+    """Query modality → target modality."""
+
+    TEXT_TO_TEXT = "text_to_text"
+    TEXT_TO_IMAGE = "text_to_image"
+    IMAGE_TO_IMAGE = "image_to_image"
+    IMAGE_TO_TEXT = "image_to_text"
+
+
+class ImageLayout(StrEnum):
+    """How image vectors are searched: each rendered view (max over views) or one vector per asset."""
+
+    VIEWS = "views"
+    ASSET = "asset"
+
+
+def target_kind(mode: Mode, layout: ImageLayout = ImageLayout.VIEWS) -> VectorKind:
+    """The vector table a mode searches: captions for *_to_text, views or asset vectors for *_to_image."""
+    if mode in (Mode.TEXT_TO_TEXT, Mode.IMAGE_TO_TEXT):
+        return VectorKind.CAPTION
+    return VectorKind.VIEW if layout is ImageLayout.VIEWS else VectorKind.ASSET
+
+
+@dataclass(frozen=True)
+class SearchTuning:
+    """Knobs of one query: ANN breadth, per-view over-fetch, or exact (sequential) search."""
+
+    ef_search: int = 100
+    probes: int = 10
+    views_per_asset: int = 8
+    exact: bool = False
+
+
+@dataclass(frozen=True)
+class StoreHit:
+    """One asset found, with the catalog fields a face needs to show it."""
+
+    asset_id: str
+    score: float  # cosine similarity, 1 - cosine distance
+    matched_view: int | None
+    matched_language: str | None
+    objaverse_uid: str | None
+    caption_en: str | None
+    caption_cn: str | None
+    glb_path: str | None
+    view_count: int
+    high_quality: bool
+
+
+class QueryVectorError(ValueError):
+    """The query vector cannot be searched (wrong size, NaN, zero)."""
+
+
+def _check_query(query: np.ndarray, dim: int) -> np.ndarray:
+    query = np.asarray(query, dtype=np.float32).reshape(-1)
+    if query.shape[0] != dim:
+        raise QueryVectorError(f"query vector has {query.shape[0]} dimensions, the store holds {dim}")
+    if not np.isfinite(query).all():
+        raise QueryVectorError("query vector contains NaN or Inf")
+    if float(np.linalg.norm(query)) < 1e-12:
+        raise QueryVectorError("query vector is zero; cosine similarity is undefined")
+    return query
+
+
+def knn_sql(
+    tables: EncoderTables,
+    kind: VectorKind,
+    language: str | None,
+    high_quality_only: bool,
+) -> sql.Composed:
+    """The kNN statement: ANN over-fetch ordered by ascending distance, then group by asset.
+
+    The inner query has exactly the shape pgvector's index serves (ORDER BY embedding <=> q
+    LIMIT n); grouping, the catalog join and re-ranking happen on those n rows only.
+    """
+    filters = []
+    if kind is VectorKind.CAPTION and language is not None:
+        filters.append(sql.SQL("language = %(language)s"))
+    if high_quality_only:
+        filters.append(sql.SQL("high_quality"))
+    where = sql.SQL("WHERE ") + sql.SQL(" AND ").join(filters) if filters else sql.SQL("")
+    sub = {
+        VectorKind.VIEW: (sql.SQL("view_index"), sql.SQL("NULL::text")),
+        VectorKind.CAPTION: (sql.SQL("NULL::int2"), sql.SQL("language")),
+        VectorKind.ASSET: (sql.SQL("NULL::int2"), sql.SQL("NULL::text")),
+    }[kind]
+    query = sql.SQL("%(q)s") if tables.storage == "vector" else sql.SQL("CAST(%(q)s AS halfvec)")
+    return sql.SQL(
+        """WITH nn AS MATERIALIZED (
+               SELECT asset_id, {view} AS view_index, {lang} AS language, embedding <=> {q} AS distance
+               FROM {table} {where}
+               ORDER BY embedding <=> {q}
+               LIMIT %(fetch)s
+           ), best AS (
+               SELECT DISTINCT ON (asset_id) asset_id, view_index, language, distance
+               FROM nn ORDER BY asset_id, distance
+           )
+           SELECT b.asset_id, 1 - b.distance, b.view_index, b.language, a.objaverse_uid, a.caption_en,
+                  a.caption_cn, a.glb_path, a.view_count, a.high_quality, (SELECT count(*) FROM nn)
+           FROM best b
+           -- LATERAL: one primary-key lookup per hit, never a scan of the whole catalog.
+           CROSS JOIN LATERAL (SELECT * FROM assets c WHERE c.asset_id = b.asset_id) a
+           ORDER BY b.distance, b.asset_id
+           LIMIT %(k)s"""
+    ).format(view=sub[0], lang=sub[1], q=query, table=tables.ident(kind), where=where)
+
+
+def _apply_tuning(conn: psycopg.Connection, tuning: SearchTuning, fetch: int, filtered: bool) -> None:
+    if tuning.exact:
+        conn.execute("SET LOCAL enable_indexscan = off")
+        conn.execute("SET LOCAL enable_bitmapscan = off")
+        return
+    ef = min(MAX_EF_SEARCH, max(tuning.ef_search, fetch))
+    conn.execute(sql.SQL("SET LOCAL hnsw.ef_search = {}").format(sql.Literal(ef)))
+    conn.execute(sql.SQL("SET LOCAL ivfflat.probes = {}").format(sql.Literal(tuning.probes)))
+    if filtered or fetch > ef:
+        # pgvector >= 0.8: keep scanning the index until LIMIT rows pass the filter.
+        conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
+        conn.execute("SET LOCAL ivfflat.iterative_scan = relaxed_order")
+
+
+def knn(
+    conn: psycopg.Connection,
+    tables: EncoderTables,
+    kind: VectorKind,
+    query: np.ndarray,
+    k: int,
+    language: str | None = None,
+    high_quality_only: bool = False,
+    tuning: SearchTuning | None = None,
+) -> list[StoreHit]:
+    """The k nearest assets to a query vector among one encoder's caption, view or asset vectors."""
+    tuning = tuning or SearchTuning()
+    if k < 1:
+        raise ValueError(f"k must be at least 1, got {k}")
+    query = _check_query(query, tables.dim)
+    # Several rows can belong to one asset (views, or captions in several languages): over-fetch.
+    per_asset = tuning.views_per_asset if kind is VectorKind.VIEW else (2 if language is None else 1)
+    if kind is VectorKind.ASSET:
+        per_asset = 1
+    fetch = k * per_asset
+    statement = knn_sql(tables, kind, language, high_quality_only)
+    started = time.perf_counter()
+    while True:
+        with conn.transaction():
+            _apply_tuning(conn, tuning, fetch, high_quality_only or language is not None)
+            rows = conn.execute(
+                statement, {"q": query, "fetch": fetch, "k": k, "language": language}
+            ).fetchall()
+        fetched = int(rows[0][-1]) if rows else 0
+        # Too few distinct assets while the index still had rows to give: fetch more and regroup.
+        if len(rows) >= k or fetched < fetch or per_asset >= 64 or tuning.exact:
+            break
+        per_asset *= 2
+        fetch = k * per_asset
+    log.debug(
+        "knn %s k=%d fetch=%d: %d hits in %.1f ms",
+        tables.table(kind),
+        k,
+        fetch,
+        len(rows),
+        (time.perf_counter() - started) * 1000,
+    )
+    return [
+        StoreHit(r[0], float(r[1]), r[2], r[3], r[4], r[5], r[6], r[7], int(r[8]), bool(r[9])) for r in rows
+    ]
+
+
+def explain_knn(
+    conn: psycopg.Connection,
+    tables: EncoderTables,
+    kind: VectorKind,
+    query: np.ndarray,
+    k: int,
+    language: str | None = None,
+    high_quality_only: bool = False,
+    tuning: SearchTuning | None = None,
+) -> str:
+    """EXPLAIN (ANALYZE) text of the kNN statement, to check the ANN index is used."""
+    tuning = tuning or SearchTuning()
+    query = _check_query(query, tables.dim)
+    fetch = k * (tuning.views_per_asset if kind is VectorKind.VIEW else 1)
+    statement = sql.SQL("EXPLAIN (ANALYZE, COSTS OFF) ") + knn_sql(tables, kind, language, high_quality_only)
+    with conn.transaction():
+        _apply_tuning(conn, tuning, fetch, high_quality_only or language is not None)
+        rows = conn.execute(statement, {"q": query, "fetch": fetch, "k": k, "language": language}).fetchall()
+    return "\n".join(r[0] for r in rows)
