@@ -1,0 +1,54 @@
+"""Shared fixtures: one real embedded PostgreSQL per test session, a fresh database per test."""
+
+from __future__ import annotations
+
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from assetlib.config import Settings, load_settings
+from assetlib.library.asset import Asset
+from assetlib.store.db import Database, stop_embedded
+
+
+@pytest.fixture(scope="session")
+def assetlib_home() -> Iterator[Path]:
+    """A short ASSETLIB_HOME for the session (Unix socket paths are limited to ~100 characters)."""
+    with tempfile.TemporaryDirectory(prefix="al-") as home:
+        yield Path(home)
+        # Stop the server before its data folder is deleted under it.
+        stop_embedded(Path(home) / "pgdata")
+
+
+@pytest.fixture
+def settings(assetlib_home: Path) -> Settings:
+    """Settings pointing at the session's embedded server and a database of this test's own."""
+    return load_settings(
+        environ={}, home=str(assetlib_home), db_name=f"t_{uuid.uuid4().hex[:12]}", db_connect_timeout=5
+    )
+
+
+@pytest.fixture
+def db(settings: Settings) -> Iterator[Database]:
+    """An open, migrated database used by this test only."""
+    database = Database.open(settings)
+    yield database
+    database.close()
+
+
+def make_assets(n: int, views: int = 8, high_quality_every: int = 3, prefix: str = "a") -> list[Asset]:
+    """n catalog records with captions, `views` view paths and a quality flag on every k-th."""
+    return [
+        Asset(
+            asset_id=f"{prefix}{i:05d}",
+            objaverse_uid=f"uid{i:05d}",
+            caption_en=f"a red chair number {i}",
+            caption_cn=f"红色椅子 {i}",
+            view_paths=tuple(Path(f"/views/{i}/{v:05d}.png") for v in range(views)),
+            high_quality=(i % high_quality_every == 0),
+        )
+        for i in range(n)
+    ]

@@ -1,0 +1,101 @@
+"""Embedded and external servers: reports, clear errors, concurrent starts, a server that goes away."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tempfile
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from assetlib.cli import main
+from assetlib.config import load_settings
+from assetlib.store.db import Database, DatabaseUnavailable, stop_embedded
+from assetlib.store.report import DatabaseReport, database_report
+
+
+def test_db_check_reports_versions_on_the_embedded_default(settings, monkeypatch, capsys):
+    monkeypatch.setenv("ASSETLIB_HOME", str(settings.home))
+    monkeypatch.setenv("DB_NAME", settings.db_name)
+    assert main(["db", "check"]) == 0
+    out = capsys.readouterr().out
+    assert "PostgreSQL: 18." in out and "pgvector:   0.8." in out and "status:     OK" in out
+    assert "assets" in out and "schema_migrations" in out
+
+
+def test_report_meets_the_minimum_versions(db):
+    with db.connection() as conn:
+        report = database_report(conn, db.where)
+    assert report.server_major >= 16
+    assert tuple(int(x) for x in report.pgvector_version.split(".")[:2]) >= (0, 8)
+    assert report.problems() == []
+    old = DatabaseReport("x", "15.4", 15, None, 1, [], [])
+    assert old.problems() == [
+        "PostgreSQL 15.4 is older than 16",
+        "the pgvector extension is not installed in this database",
+    ]
+
+
+def test_unreachable_external_server_is_a_clear_error(monkeypatch, capsys):
+    monkeypatch.setenv("DB_HOST", "127.0.0.1")
+    monkeypatch.setenv("DB_PORT", "1")  # nothing listens on port 1
+    monkeypatch.setenv("DB_CONNECT_TIMEOUT", "2")
+    assert main(["db", "check"]) == 3
+    err = capsys.readouterr().err
+    assert "cannot connect to PostgreSQL at 127.0.0.1:1/assetlib" in err
+    assert "Traceback" not in err
+
+
+CONCURRENT_OPEN = textwrap.dedent(
+    """
+    import sys
+    from assetlib.config import load_settings
+    from assetlib.store.db import Database
+    settings = load_settings(environ={}, home=sys.argv[1])
+    with Database.open(settings) as db, db.connection() as conn:
+        print(conn.execute("SELECT count(*) FROM schema_migrations").fetchone()[0])
+    """
+)
+
+
+def test_concurrent_processes_share_one_fresh_embedded_server():
+    with tempfile.TemporaryDirectory(prefix="alc-") as home:
+        procs = [
+            subprocess.Popen(
+                [sys.executable, "-c", CONCURRENT_OPEN, home],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for _ in range(3)
+        ]
+        outputs = [p.communicate(timeout=120) for p in procs]
+        try:
+            for proc, (out, err) in zip(procs, outputs, strict=True):
+                assert proc.returncode == 0, err[-3000:]
+                assert out.strip() == "1"
+            # The last process to leave stopped the server.
+            assert not (Path(home) / "pgdata" / "postmaster.pid").exists()
+        finally:
+            stop_embedded(Path(home) / "pgdata")
+
+
+def test_a_server_that_goes_away_gives_a_clear_error_and_comes_back():
+    with tempfile.TemporaryDirectory(prefix="alg-") as home:
+        settings = load_settings(environ={}, home=home, db_connect_timeout=2)
+        db = Database.open(settings)
+        try:
+            assert db.ping()
+            assert stop_embedded(settings.pgdata)
+            assert not db.ping()
+            with pytest.raises(DatabaseUnavailable, match="PostgreSQL"), db.connection() as conn:
+                conn.execute("SELECT 1")
+            # Opening again restarts the embedded server; the old pool recovers on its own.
+            again = Database.open(settings)
+            assert again.ping()
+            again.close()
+        finally:
+            db.close()
+            stop_embedded(settings.pgdata)
