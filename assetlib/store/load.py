@@ -134,6 +134,25 @@ def _record_batch(conn: psycopg.Connection, result: LoadResult, batch_hash: str)
     )
 
 
+def _log_result(result: LoadResult) -> None:
+    log.info(
+        "%s %s: %d rows, %d inserted, %d updated, %d unchanged (%.0f rows/s)",
+        result.target,
+        result.batch_key,
+        result.rows,
+        result.inserted,
+        result.updated,
+        result.unchanged,
+        result.rows_per_second,
+    )
+
+
+def _last_per_key(ids: Sequence[str]) -> list[int]:
+    """Indices of the last occurrence of each row id, in their original order."""
+    last = {rid: i for i, rid in enumerate(ids)}
+    return sorted(last.values()) if len(last) < len(ids) else list(range(len(ids)))
+
+
 def _require_own_transaction(conn: psycopg.Connection, what: str) -> None:
     if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
         raise RuntimeError(
@@ -165,6 +184,16 @@ def load_vectors(
     vectors = check_vectors(np.asarray(vectors), tables.dim, ids, target)
     hashes = _row_hashes(vectors)
     batch_hash = _batch_hash(ids, hashes)
+    # De-duplicate here, keeping the last row per key: sorting 3 kB vector rows in SQL would spill.
+    keep = _last_per_key(ids)
+    if len(keep) < len(ids):
+        log.warning(
+            "%s %s: %d duplicate keys, keeping the last of each", target, batch_key, len(ids) - len(keep)
+        )
+        asset_ids = [asset_ids[i] for i in keep]
+        sub_keys = [sub_keys[i] for i in keep] if sub_keys is not None else None
+        vectors, hashes = vectors[keep], [hashes[i] for i in keep]
+    unique = len(keep)
     keys = KEY_COLUMNS[kind]
     _require_own_transaction(conn, "load_vectors")
     with conn.transaction():
@@ -176,7 +205,7 @@ def load_vectors(
         sub_type = {VectorKind.VIEW: "int2", VectorKind.CAPTION: "text"}.get(kind)
         conn.execute(
             sql.SQL(
-                "CREATE TEMP TABLE assetlib_staging (ord int4, asset_id text, {sub} embedding {vt}, "
+                "CREATE TEMP TABLE assetlib_staging (asset_id text, {sub} embedding {vt}, "
                 "content_hash text) ON COMMIT DROP"
             ).format(
                 sub=sql.SQL("{} {},").format(sql.Identifier(keys[1]), sql.SQL(sub_type))
@@ -185,23 +214,21 @@ def load_vectors(
                 vt=tables.vector_type,
             )
         )
-        columns = ["ord", "asset_id", *keys[1:], "embedding", "content_hash"]
+        columns = ["asset_id", *keys[1:], "embedding", "content_hash"]
         with conn.cursor().copy(
             sql.SQL("COPY assetlib_staging ({}) FROM STDIN WITH (FORMAT BINARY)").format(
                 sql.SQL(", ").join(map(sql.Identifier, columns))
             )
         ) as copy:
-            copy.set_types(["int4", "text", *([sub_type] if sub_type else []), tables.storage, "text"])
+            copy.set_types(["text", *([sub_type] if sub_type else []), tables.storage, "text"])
             # pgvector's binary dumper takes numpy arrays for vector, HalfVector objects for halfvec.
             adapt = HalfVector if tables.storage == "halfvec" else (lambda v: v)
             if sub_type:
-                for i, (aid, sub, vec, h) in enumerate(
-                    zip(asset_ids, sub_keys, vectors, hashes, strict=True)
-                ):
-                    copy.write_row((i, aid, sub, adapt(vec), h))
+                for aid, sub, vec, h in zip(asset_ids, sub_keys, vectors, hashes, strict=True):
+                    copy.write_row((aid, sub, adapt(vec), h))
             else:
-                for i, (aid, vec, h) in enumerate(zip(asset_ids, vectors, hashes, strict=True)):
-                    copy.write_row((i, aid, adapt(vec), h))
+                for aid, vec, h in zip(asset_ids, vectors, hashes, strict=True):
+                    copy.write_row((aid, adapt(vec), h))
         unknown = [
             r[0]
             for r in conn.execute(
@@ -218,22 +245,13 @@ def load_vectors(
             len(ids),
             inserted,
             updated,
-            len(ids) - inserted - updated,
+            unique - inserted - updated,
             False,
             time.perf_counter() - started,
         )
         # Recorded in the same transaction: a crash either keeps the batch and its record, or neither.
         _record_batch(conn, result, batch_hash)
-    log.info(
-        "%s %s: %d rows, %d inserted, %d updated, %d unchanged (%.0f rows/s)",
-        target,
-        batch_key,
-        result.rows,
-        inserted,
-        updated,
-        result.unchanged,
-        result.rows_per_second,
-    )
+    _log_result(result)
     return result
 
 
@@ -246,10 +264,8 @@ def _upsert_from_staging(
     row = conn.execute(
         sql.SQL(
             """WITH src AS (
-                   SELECT DISTINCT ON ({staged_keys})
-                          {staged_keys}, s.embedding, s.content_hash, a.high_quality
+                   SELECT {staged_keys}, s.embedding, s.content_hash, a.high_quality
                    FROM assetlib_staging s JOIN assets a USING (asset_id)
-                   ORDER BY {staged_keys}, s.ord DESC
                ), up AS (
                    INSERT INTO {table} AS t ({keys}, embedding, content_hash, high_quality)
                    SELECT {keys}, embedding, content_hash, high_quality FROM src
@@ -361,14 +377,7 @@ def load_catalog(conn: psycopg.Connection, assets: Sequence[Asset], batch_key: s
             time.perf_counter() - started,
         )
         _record_batch(conn, result, batch_hash)
-    log.info(
-        "catalog %s: %d rows, %d inserted, %d updated, %d unchanged",
-        batch_key,
-        result.rows,
-        result.inserted,
-        result.updated,
-        result.unchanged,
-    )
+    _log_result(result)
     return result
 
 

@@ -139,6 +139,27 @@ def _apply_tuning(conn: psycopg.Connection, tuning: SearchTuning, fetch: int, fi
         conn.execute("SET LOCAL ivfflat.iterative_scan = relaxed_order")
 
 
+def _rows_per_asset(kind: VectorKind, language: str | None, tuning: SearchTuning) -> int:
+    # Several rows can belong to one asset (views, or captions in several languages): over-fetch.
+    if kind is VectorKind.VIEW:
+        return tuning.views_per_asset
+    if kind is VectorKind.CAPTION and language is None:
+        return 2
+    return 1
+
+
+def _execute(
+    conn: psycopg.Connection,
+    statement: sql.Composable,
+    tuning: SearchTuning,
+    params: dict,
+    filtered: bool,
+) -> list[tuple]:
+    with conn.transaction():
+        _apply_tuning(conn, tuning, params["fetch"], filtered)
+        return conn.execute(statement, params).fetchall()
+
+
 def knn(
     conn: psycopg.Connection,
     tables: EncoderTables,
@@ -153,33 +174,27 @@ def knn(
     tuning = tuning or SearchTuning()
     if k < 1:
         raise ValueError(f"k must be at least 1, got {k}")
-    query = _check_query(query, tables.dim)
-    # Several rows can belong to one asset (views, or captions in several languages): over-fetch.
-    per_asset = tuning.views_per_asset if kind is VectorKind.VIEW else (2 if language is None else 1)
-    if kind is VectorKind.ASSET:
-        per_asset = 1
-    fetch = k * per_asset
+    params = {"q": _check_query(query, tables.dim), "k": k, "language": language}
+    per_asset = _rows_per_asset(kind, language, tuning)
     statement = knn_sql(tables, kind, language, high_quality_only)
+    filtered = high_quality_only or language is not None
     started = time.perf_counter()
     while True:
-        with conn.transaction():
-            _apply_tuning(conn, tuning, fetch, high_quality_only or language is not None)
-            rows = conn.execute(
-                statement, {"q": query, "fetch": fetch, "k": k, "language": language}
-            ).fetchall()
+        params["fetch"] = k * per_asset
+        rows = _execute(conn, statement, tuning, params, filtered)
         fetched = int(rows[0][-1]) if rows else 0
         # Too few distinct assets while the index still had rows to give: fetch more and regroup.
-        if len(rows) >= k or fetched < fetch or per_asset >= 64 or tuning.exact:
+        if len(rows) >= k or fetched < params["fetch"] or per_asset >= 64 or tuning.exact:
             break
         per_asset *= 2
-        fetch = k * per_asset
+    elapsed_ms = (time.perf_counter() - started) * 1000
     log.debug(
         "knn %s k=%d fetch=%d: %d hits in %.1f ms",
         tables.table(kind),
         k,
-        fetch,
+        params["fetch"],
         len(rows),
-        (time.perf_counter() - started) * 1000,
+        elapsed_ms,
     )
     return [
         StoreHit(r[0], float(r[1]), r[2], r[3], r[4], r[5], r[6], r[7], int(r[8]), bool(r[9])) for r in rows
@@ -196,12 +211,14 @@ def explain_knn(
     high_quality_only: bool = False,
     tuning: SearchTuning | None = None,
 ) -> str:
-    """EXPLAIN (ANALYZE) text of the kNN statement, to check the ANN index is used."""
+    """EXPLAIN (ANALYZE) text of the first kNN statement `knn` would run, to check the ANN index is used."""
     tuning = tuning or SearchTuning()
-    query = _check_query(query, tables.dim)
-    fetch = k * (tuning.views_per_asset if kind is VectorKind.VIEW else 1)
+    params = {
+        "q": _check_query(query, tables.dim),
+        "k": k,
+        "language": language,
+        "fetch": k * _rows_per_asset(kind, language, tuning),
+    }
     statement = sql.SQL("EXPLAIN (ANALYZE, COSTS OFF) ") + knn_sql(tables, kind, language, high_quality_only)
-    with conn.transaction():
-        _apply_tuning(conn, tuning, fetch, high_quality_only or language is not None)
-        rows = conn.execute(statement, {"q": query, "fetch": fetch, "k": k, "language": language}).fetchall()
+    rows = _execute(conn, statement, tuning, params, high_quality_only or language is not None)
     return "\n".join(r[0] for r in rows)
