@@ -25,7 +25,7 @@ class ConfigError(ValueError):
 class Settings(BaseModel):
     """Resolved configuration of one assetlib process."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
 
     home: Path = Field(
         default=Path("~/.assetlib"),
