@@ -22,10 +22,10 @@ if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
   exit 0
 fi
 echo "installing assetlib[$EXTRAS] into $VENV"
-"$VENV/bin/python" -m pip install -q --upgrade pip
 # constraints-cpu.txt pins the CPU build of torch: an unpinned torch would pull a multi-GB CUDA build.
 log=$(mktemp)
-if ! "$VENV/bin/python" -m pip install -q -c constraints-cpu.txt -e ".[$EXTRAS]" >"$log" 2>&1; then
+if ! { "$VENV/bin/python" -m pip install -q --upgrade pip &&
+       "$VENV/bin/python" -m pip install -q -c constraints-cpu.txt -e ".[$EXTRAS]"; } >"$log" 2>&1; then
   grep -v "is neither a file nor a directory" "$log" >&2
   echo "pip install failed (full log: $log)" >&2
   exit 1
