@@ -1,4 +1,4 @@
-"""The `assetlib` command: configuration, database checks and maintenance."""
+"""The `assetlib` command: configuration, libraries, database checks and maintenance."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import json
 import logging
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from assetlib import __version__
 from assetlib.config import ConfigError, Settings, load_settings
@@ -72,6 +73,69 @@ def cmd_db_drop_encoder(args: argparse.Namespace) -> int:
     return 0 if dropped else 1
 
 
+def cmd_library_demo(args: argparse.Namespace) -> int:
+    """Generate the procedural demo library (meshes, renders, English and Chinese captions)."""
+    from assetlib.library.stage import default_demo_root, run_library_stage
+
+    settings = _settings(args)
+    root = Path(args.out) if args.out else default_demo_root(settings.home)
+    stage = run_library_stage(
+        "demo",
+        root,
+        run_dir=args.run_dir,
+        size=args.size,
+        seed=args.seed,
+        num_views=args.views,
+        image_size=args.image_size,
+        workers=args.workers,
+    )
+    _print_stage(stage)
+    return 0
+
+
+def cmd_library_read(args: argparse.Namespace) -> int:
+    """Read a real library (Cap3D captions, G-Objaverse renders) and report what it holds."""
+    from assetlib.library.stage import run_library_stage
+
+    settings = _settings(args)
+    stage = run_library_stage(
+        "real",
+        args.root,
+        run_dir=args.run_dir,
+        max_assets=settings.max_assets,
+        num_views=settings.qwen_num_images,
+        verify_images=not args.no_verify,
+    )
+    _print_stage(stage)
+    return 0
+
+
+def _print_stage(stage: object) -> None:
+    print(f"library:  {stage.root}")
+    print(f"assets:   {len(stage.assets)}")
+    print(f"counts:   {json.dumps(stage.counts)}")
+    print(f"failures: {len(stage.failures)}" + (f" (see {stage.failures_csv})" if stage.failures_csv else ""))
+    print(f"seconds:  {json.dumps({k: round(v, 1) for k, v in stage.seconds.items()})}")
+    if stage.preview:
+        print(f"preview:  {stage.preview}")
+
+
+def cmd_library_render(args: argparse.Namespace) -> int:
+    """Render mesh files (GLB, OBJ, PLY, STL) into views with camera JSON, in the G-Objaverse layout."""
+    from assetlib.library.render import RenderJob, RenderSettings, render_many
+
+    settings = RenderSettings(
+        views=args.views, size=args.image_size, elevation_deg=args.elevation, campos_layout=False
+    )
+    out = Path(args.out)
+    jobs = [RenderJob(Path(m).stem, Path(m), out / Path(m).stem) for m in args.meshes]
+    done, failures = render_many(jobs, settings, workers=args.workers, skip_done=False)
+    for failure in failures:
+        print(f"FAILED {failure.asset_id}: {failure.reason}", file=sys.stderr)
+    print(f"rendered {len(done)} of {len(jobs)} meshes into {out}")
+    return 1 if failures else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every subcommand."""
     parser = argparse.ArgumentParser(
@@ -99,6 +163,30 @@ def build_parser() -> argparse.ArgumentParser:
     add(db_sub, "stop", cmd_db_stop)
     drop = add(db_sub, "drop-encoder", cmd_db_drop_encoder)
     drop.add_argument("encoder", help="encoder name as stored, e.g. siglip:demo-v1")
+
+    library = sub.add_parser(
+        "library", help="asset libraries: generate the demo, read real data, render meshes"
+    )
+    lib_sub = library.add_subparsers(dest="library_command", metavar="LIBRARY_COMMAND", required=True)
+    demo = add(lib_sub, "demo", cmd_library_demo)
+    demo.add_argument("--out", help="library folder (default: $ASSETLIB_HOME/libraries/demo)")
+    demo.add_argument("--size", type=int, default=480, help="number of assets (default 480)")
+    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--views", type=int, default=8)
+    demo.add_argument("--image-size", type=int, default=256)
+    demo.add_argument("--workers", type=int, default=None, help="render processes (default: all cores)")
+    demo.add_argument("--run-dir", help="write failures, counts and a 4×4 preview grid here")
+    read = add(lib_sub, "read", cmd_library_read)
+    read.add_argument("root", help="folder with text_captions_cap3d.json, the index map, renders/ …")
+    read.add_argument("--run-dir", help="write failures, counts and a 4×4 preview grid here")
+    read.add_argument("--no-verify", action="store_true", help="skip decoding the chosen views")
+    render = add(lib_sub, "render", cmd_library_render)
+    render.add_argument("meshes", nargs="+", help="GLB, OBJ, PLY or STL files")
+    render.add_argument("--out", required=True, help="output folder: <out>/<mesh name>/<vvvvv>/<vvvvv>.png")
+    render.add_argument("--views", type=int, default=8)
+    render.add_argument("--image-size", type=int, default=256)
+    render.add_argument("--elevation", type=float, default=20.0, help="camera elevation in degrees")
+    render.add_argument("--workers", type=int, default=None)
     return parser
 
 

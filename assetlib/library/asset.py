@@ -25,3 +25,12 @@ class Asset:
     def view_count(self) -> int:
         """Number of rendered views known for this asset."""
         return len(self.view_paths)
+
+
+@dataclass(frozen=True)
+class Failure:
+    """An asset (or one of its files) skipped by a stage, and why."""
+
+    asset_id: str
+    stage: str
+    reason: str

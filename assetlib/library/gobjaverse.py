@@ -1,0 +1,278 @@
+"""Readers for real Objaverse data (Cap3D captions, G-Objaverse renders, index map, quality list).
+
+The generated demo library is written in the same formats, so it is read by this code unchanged.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from PIL import Image
+
+from assetlib.library.asset import Asset, Failure
+from assetlib.library.render import CAMPOS_DIR
+from assetlib.library.views import CameraError, View, read_view, select_views
+
+log = logging.getLogger(__name__)
+
+VIEW_DIR = re.compile(r"^\d{5}$")
+
+
+@dataclass(frozen=True)
+class LibrarySource:
+    """Where a library's files are; each defaults to its usual name under `root`."""
+
+    root: Path
+    captions_en: Path | None = None
+    captions_cn: Path | None = None
+    cap3d_csv: Path | None = None
+    index_map: Path | None = None
+    quality_list: Path | None = None
+    renders: Path | None = None
+    glbs: Path | None = None
+    attributes: Path | None = None
+
+    @classmethod
+    def at(cls, root: str | Path, **paths: str | Path | None) -> LibrarySource:
+        """A source rooted at `root`, with standard file names for anything not given."""
+        root = Path(root)
+        defaults = {
+            "captions_en": "text_captions_cap3d.json",
+            "captions_cn": "text_captions_cap3d_cn.json",
+            "index_map": "gobjaverse_280k_index_to_objaverse.json",
+            "quality_list": "kiui_gobj_merged.json",
+            "renders": "renders",
+            "glbs": "glbs",
+            "attributes": "attributes.json",
+        }
+        resolved: dict[str, Path | None] = {}
+        for key in (
+            "captions_en",
+            "captions_cn",
+            "cap3d_csv",
+            "index_map",
+            "quality_list",
+            "renders",
+            "glbs",
+            "attributes",
+        ):
+            given = paths.get(key)
+            if given is not None:
+                resolved[key] = Path(given)
+            elif key in defaults and (root / defaults[key]).exists():
+                resolved[key] = root / defaults[key]
+            else:
+                resolved[key] = None
+        return cls(root, **resolved)
+
+
+@dataclass
+class LibraryRead:
+    """Assets read from a source, the ones skipped with reasons, and counts for the log."""
+
+    assets: list[Asset]
+    failures: list[Failure] = field(default_factory=list)
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+class LibraryError(ValueError):
+    """A library-level file (captions, index map) that is missing or unreadable."""
+
+
+def _read_json(path: Path, kind: type, what: str) -> object:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise LibraryError(f"{what} not found: {path}") from None
+    except (OSError, ValueError) as exc:
+        raise LibraryError(f"{what} {path} is not readable JSON: {exc}") from exc
+    if not isinstance(data, kind):
+        raise LibraryError(f"{what} {path} must be a JSON {kind.__name__}, not {type(data).__name__}")
+    return data
+
+
+def read_captions_json(path: Path) -> dict[str, str]:
+    """Cap3D-style captions: one JSON object keyed by G-Objaverse id ("0/10002")."""
+    data = _read_json(path, dict, "captions file")
+    return {str(k): str(v).strip() for k, v in data.items() if isinstance(v, str) and v.strip()}
+
+
+def read_index_map(path: Path) -> dict[str, str]:
+    """G-Objaverse id → GLB path under the Objaverse glbs folder ("000-000/<uid>.glb")."""
+    data = _read_json(path, dict, "index map")
+    return {str(k): str(v) for k, v in data.items()}
+
+
+def uid_of(glb_relpath: str) -> str:
+    """The Objaverse uid of an index-map entry: the file stem (not always 32 hex characters)."""
+    return Path(glb_relpath).stem
+
+
+def read_cap3d_csv(path: Path) -> dict[str, str]:
+    """Cap3D's headerless `uid,caption` CSV (captions contain commas); uid → caption."""
+    captions: dict[str, str] = {}
+    try:
+        with path.open(newline="", encoding="utf-8") as fh:
+            for row in csv.reader(fh):
+                if len(row) >= 2 and row[0].strip() and row[1].strip():
+                    captions[row[0].strip()] = ",".join(row[1:]).strip() if len(row) > 2 else row[1].strip()
+    except FileNotFoundError:
+        raise LibraryError(f"Cap3D CSV not found: {path}") from None
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise LibraryError(f"Cap3D CSV {path} is not readable: {exc}") from exc
+    return captions
+
+
+def read_quality_list(path: Path) -> set[str]:
+    """The high-quality id list (a JSON list of G-Objaverse ids)."""
+    return {str(x) for x in _read_json(path, list, "quality list")}
+
+
+def find_views(render_root: Path, asset_id: str) -> tuple[list[View], list[str]]:
+    """All views of an asset in either layout (with or without campos_512_v4); also per-view problems."""
+    base = render_root.joinpath(*asset_id.split("/"))
+    folder = base / CAMPOS_DIR if (base / CAMPOS_DIR).is_dir() else base
+    if not folder.is_dir():
+        return [], [f"no render folder {base}"]
+    views, problems = [], []
+    for view_dir in sorted(p for p in folder.iterdir() if p.is_dir() and VIEW_DIR.match(p.name)):
+        image, camera = view_dir / f"{view_dir.name}.png", view_dir / f"{view_dir.name}.json"
+        if not image.exists() or not camera.exists():
+            problems.append(
+                f"view {view_dir.name}: missing {'image' if not image.exists() else 'camera JSON'}"
+            )
+            continue
+        try:
+            views.append(read_view(int(view_dir.name), image, camera))
+        except CameraError as exc:
+            problems.append(f"view {view_dir.name}: {exc}")
+    return views, problems
+
+
+def image_is_intact(path: Path) -> str | None:
+    """None when a PNG decodes in full, else why not (truncated, corrupt, empty)."""
+    try:
+        with Image.open(path) as image:
+            image.load()  # verify() misses truncation in the last chunk; a full decode does not
+        return None
+    except Exception as exc:  # PIL raises OSError, SyntaxError, ValueError… for bad files
+        return f"{type(exc).__name__}: {exc}"
+
+
+def choose_views(views: list[View], count: int, verify: bool) -> tuple[list[View], list[str]]:
+    """Select `count` views evenly in azimuth, replacing any that do not decode when `verify` is on."""
+    remaining, problems = list(views), []
+    while True:
+        chosen = select_views(remaining, count)
+        if not verify:
+            return chosen, problems
+        bad = [(v, why) for v in chosen if (why := image_is_intact(v.image)) is not None]
+        if not bad:
+            return chosen, problems
+        for view, why in bad:
+            problems.append(f"view {view.index:05d}: unreadable image ({why})")
+            remaining.remove(view)
+
+
+def read_library(
+    source: LibrarySource,
+    max_assets: int | None = None,
+    num_views: int = 8,
+    verify_images: bool = True,
+) -> LibraryRead:
+    """Read Asset records: captions (JSON, or CSV mapped through the index), views, GLB, quality, attributes.
+
+    Assets with no English caption or no usable view become failure rows; one bad asset never
+    ends the run. Ids are read in sorted order, so MAX_ASSETS picks the same assets every time.
+    """
+    started = time.perf_counter()
+    index = read_index_map(source.index_map) if source.index_map else {}
+    captions_en = read_captions_json(source.captions_en) if source.captions_en else {}
+    if source.cap3d_csv:
+        by_uid = {uid_of(path): asset_id for asset_id, path in index.items()}
+        csv_captions = read_cap3d_csv(source.cap3d_csv)
+        mapped = {by_uid[uid]: text for uid, text in csv_captions.items() if uid in by_uid}
+        log.info("Cap3D CSV: %d captions, %d mapped to ids through the index", len(csv_captions), len(mapped))
+        captions_en = {**mapped, **captions_en}  # the JSON wins where both have an id
+    if not captions_en:
+        raise LibraryError(
+            f"no English captions found under {source.root} (text_captions_cap3d.json or a Cap3D CSV)"
+        )
+    captions_cn = read_captions_json(source.captions_cn) if source.captions_cn else {}
+    quality = read_quality_list(source.quality_list) if source.quality_list else set()
+    attributes = _read_json(source.attributes, dict, "attributes file") if source.attributes else {}
+
+    ids = sorted(captions_en)
+    if max_assets is not None:
+        ids = ids[:max_assets]
+    assets, failures = [], []
+    counts = {"captions_en": len(ids), "captions_cn": 0, "glb": 0, "high_quality": 0, "view_problems": 0}
+    from tqdm.auto import tqdm
+
+    for asset_id in tqdm(ids, desc="read library", unit="asset", disable=len(ids) < 2000):
+        views: list[View] = []
+        if source.renders is not None:
+            found, problems = find_views(source.renders, asset_id)
+            views, more = choose_views(found, num_views, verify_images)
+            problems += more
+            counts["view_problems"] += len(problems)
+            if not views:
+                failures.append(Failure(asset_id, "read", "; ".join(problems) or "no views"))
+                continue
+            for problem in problems:
+                log.debug("%s: %s", asset_id, problem)
+        glb = None
+        if asset_id in index and source.glbs is not None:
+            candidate = source.glbs / index[asset_id]
+            if candidate.exists():
+                glb = candidate
+                counts["glb"] += 1
+        attrs = attributes.get(asset_id, {}) if isinstance(attributes, dict) else {}
+        caption_cn = captions_cn.get(asset_id)
+        counts["captions_cn"] += caption_cn is not None
+        counts["high_quality"] += asset_id in quality
+        assets.append(
+            Asset(
+                asset_id=asset_id,
+                objaverse_uid=uid_of(index[asset_id]) if asset_id in index else None,
+                caption_en=captions_en[asset_id],
+                caption_cn=caption_cn,
+                view_paths=tuple(v.image for v in views),
+                glb_path=glb,
+                high_quality=asset_id in quality,
+                tags=tuple(str(attrs[k]) for k in ("category", "colour", "material") if k in attrs),
+                attributes=attrs,
+            )
+        )
+    counts["assets"] = len(assets)
+    counts["failures"] = len(failures)
+    log.info(
+        "read %d assets from %s in %.1fs (%d with Chinese captions, %d with GLB, %d high quality); "
+        "%d skipped, %d view problems",
+        len(assets),
+        source.root,
+        time.perf_counter() - started,
+        counts["captions_cn"],
+        counts["glb"],
+        counts["high_quality"],
+        len(failures),
+        counts["view_problems"],
+    )
+    return LibraryRead(assets, failures, counts)
+
+
+def write_failures(failures: list[Failure], path: str | Path) -> Path:
+    """Write a failures table (asset_id, stage, reason) as CSV."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["asset_id", "stage", "reason"])
+        writer.writerows((f.asset_id, f.stage, f.reason) for f in failures)
+    return path
