@@ -8,6 +8,7 @@ install:
 	scripts/bootstrap.sh
 
 demo: install
+	$(BIN)/assetlib library demo --run-dir outputs/library
 	$(BIN)/assetlib db check
 
 test: install

@@ -53,10 +53,26 @@ def decode_image(
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise ImageError(f"refused a decompression bomb: {exc}") from exc
     except UnidentifiedImageError as exc:
+        kind = sniff_format(data)
+        if kind is not None:
+            raise ImageError(f"corrupt or truncated {kind} image") from exc
         raise ImageError(f"not a {'/'.join(ALLOWED_FORMATS)} image") from exc
     except (OSError, SyntaxError, ValueError) as exc:
         raise ImageError(f"corrupt or truncated image: {exc}") from exc
     return image
+
+
+def sniff_format(data: bytes) -> str | None:
+    """The allowed format whose signature `data` starts with, if any (to tell corrupt from foreign)."""
+    if data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "PNG"
+    if data.startswith(b"\xff\xd8\xff"):
+        return "JPEG"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "WEBP"
+    if data.startswith(b"BM"):
+        return "BMP"
+    return None
 
 
 def to_rgb_on_white(image: Image.Image) -> Image.Image:
