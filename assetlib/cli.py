@@ -136,6 +136,71 @@ def cmd_library_render(args: argparse.Namespace) -> int:
     return 1 if failures else 0
 
 
+def cmd_encoders(args: argparse.Namespace) -> int:
+    """List the algorithms with dimension, modalities, languages and whether each is usable now."""
+    from assetlib.encoders.registry import availability
+
+    rows = availability(_settings(args))
+    for a in rows:
+        state = "usable" if a.usable else "NOT USABLE"
+        details = f"{a.dim or '?'}-d, {'+'.join(a.modalities) or '?'}, {'/'.join(a.languages) or '?'}"
+        print(f"{a.algorithm:<7} {a.model:<40} {state:<11} {details:<28} {a.reason}")
+    return 0
+
+
+def cmd_embed(args: argparse.Namespace) -> int:
+    """Embed a library with one algorithm into shards, then load the vectors into the store."""
+    from assetlib.embed import embed_assets, load_shards
+    from assetlib.encoders.registry import get_encoder
+    from assetlib.library.gobjaverse import LibrarySource, read_library
+    from assetlib.library.stage import default_demo_root
+    from assetlib.store.schema import IndexParams
+
+    settings = _settings(args)
+    root = Path(args.library) if args.library else default_demo_root(settings.home)
+    read = read_library(
+        LibrarySource.at(root), max_assets=settings.max_assets, num_views=settings.qwen_num_images
+    )
+    encoder = get_encoder(args.algorithm, settings)
+    summary = embed_assets(
+        read.assets,
+        encoder,
+        args.run_dir,
+        shard_size=settings.embedding_shard_size,
+        languages=args.languages.split(","),
+    )
+    print(
+        f"{summary.encoder}: {summary.shards} shards ({summary.shards_skipped} unchanged), "
+        f"{summary.rows_computed} vectors computed ({summary.items_per_second:.1f}/s), "
+        f"{summary.rows_reused} reused, {len(summary.failures)} failed, {summary.seconds:.1f}s"
+    )
+    if args.no_load:
+        return 0
+    from assetlib.store.db import Database
+
+    params = IndexParams(
+        method=settings.vector_index,
+        m=settings.hnsw_m,
+        ef_construction=settings.hnsw_ef_construction,
+        lists=settings.ivfflat_lists,
+        maintenance_work_mem=settings.maintenance_work_mem,
+    )
+    with Database.open(settings) as db:
+        loaded = load_shards(
+            db,
+            args.run_dir,
+            summary.encoder,
+            read.assets,
+            storage=settings.vector_storage,
+            index_params=params,
+        )
+    print(
+        f"store: {loaded.rows} rows offered, {loaded.inserted} inserted, {loaded.updated} updated, "
+        f"{len(loaded.indexes)} indexes built, {loaded.seconds:.1f}s"
+    )
+    return 1 if summary.failures else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every subcommand."""
     parser = argparse.ArgumentParser(
@@ -163,6 +228,16 @@ def build_parser() -> argparse.ArgumentParser:
     add(db_sub, "stop", cmd_db_stop)
     drop = add(db_sub, "drop-encoder", cmd_db_drop_encoder)
     drop.add_argument("encoder", help="encoder name as stored, e.g. siglip:demo-v1")
+
+    add(sub, "encoders", cmd_encoders)
+    embed = add(sub, "embed", cmd_embed)
+    embed.add_argument("--algorithm", required=True, help="siglip[:<model>], qwen[:<model>] or e5")
+    embed.add_argument("--library", help="library folder (default: the demo library)")
+    embed.add_argument(
+        "--run-dir", default="outputs/embed", help="shards go to <run-dir>/embeddings/<encoder>/"
+    )
+    embed.add_argument("--languages", default="en,zh", help="caption languages to embed")
+    embed.add_argument("--no-load", action="store_true", help="write shards only; do not load the store")
 
     library = sub.add_parser(
         "library", help="asset libraries: generate the demo, read real data, render meshes"

@@ -46,6 +46,19 @@ class Settings(BaseModel):
     qwen_num_images: int = Field(default=8, ge=1, le=8)
     default_top_k: int = Field(default=10, ge=1, le=1000)
 
+    # Encoders.
+    siglip_model: str = Field(
+        default="google/siglip-base-patch16-224", min_length=1, description="hub id or local directory"
+    )
+    qwen_model: str = Field(default="tongyi-embedding-vision-plus", min_length=1)
+    qwen_dimension: int | None = Field(default=None, ge=64, le=4096, description="unset = the model's own")
+    qwen_requests_per_minute: int = Field(default=120, ge=1, le=100_000)
+    qwen_max_retries: int = Field(default=5, ge=0, le=20)
+    qwen_timeout: float = Field(default=60.0, gt=0, le=600, description="seconds per request")
+    qwen_image_url_base: str | None = Field(default=None, description="public URL of the render root")
+    dashscope_base_url: str | None = Field(default=None, description="unset = DashScope's own endpoint")
+    embedding_shard_size: int = Field(default=256, ge=1, le=100_000, description="assets per shard")
+
     # Vector store layout. Defaults are revisited by the million-asset benchmark.
     vector_index: Literal["hnsw", "ivfflat"] = "hnsw"
     vector_storage: Literal["vector", "halfvec"] = "vector"
@@ -66,7 +79,16 @@ class Settings(BaseModel):
     def _expand_home(cls, value: Path) -> Path:
         return value.expanduser()
 
-    @field_validator("db_host", "dashscope_api_key", "db_password", "max_assets", mode="before")
+    @field_validator(
+        "db_host",
+        "dashscope_api_key",
+        "db_password",
+        "max_assets",
+        "qwen_dimension",
+        "qwen_image_url_base",
+        "dashscope_base_url",
+        mode="before",
+    )
     @classmethod
     def _blank_is_unset(cls, value: Any) -> Any:
         # Environment variables cannot be "unset" from a .env or a shell script; "" and "none" mean unset.

@@ -268,9 +268,9 @@ def ivfflat_lists(rows: int) -> int:
     return max(1, rows // 1000) if rows <= 1_000_000 else int(math.sqrt(rows))
 
 
-def drop_indexes(conn: psycopg.Connection, table: str) -> list[str]:
-    """Drop every ANN index of one vector table (before a large reload)."""
-    names = [
+def ann_indexes(conn: psycopg.Connection, table: str) -> list[str]:
+    """Names of the HNSW/IVFFlat indexes on one table."""
+    return [
         r[0]
         for r in conn.execute(
             """SELECT i.relname FROM pg_index x
@@ -280,6 +280,20 @@ def drop_indexes(conn: psycopg.Connection, table: str) -> list[str]:
             (table,),
         )
     ]
+
+
+def present_kinds(conn: psycopg.Connection, tables: EncoderTables) -> list[VectorKind]:
+    """The kinds of vectors this encoder has rows of."""
+    return [
+        kind
+        for kind in VectorKind
+        if conn.execute(sql.SQL("SELECT EXISTS (SELECT 1 FROM {})").format(tables.ident(kind))).fetchone()[0]
+    ]
+
+
+def drop_indexes(conn: psycopg.Connection, table: str) -> list[str]:
+    """Drop every ANN index of one vector table (before a large reload)."""
+    names = ann_indexes(conn, table)
     for name in names:
         conn.execute(sql.SQL("DROP INDEX IF EXISTS {}").format(sql.Identifier(name)))
     return names

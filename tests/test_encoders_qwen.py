@@ -1,0 +1,127 @@
+"""The Qwen client against a local fake DashScope server: wire format, retries, typed errors, no zero vectors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from fake_dashscope import FakeDashScopeServer, Scripted
+from PIL import Image
+
+from assetlib.encoders.qwen import QwenEncoder, QwenRequestError, QwenServerError, RateLimiter
+
+DIM = 64
+
+
+@pytest.fixture
+def fake():
+    with FakeDashScopeServer(dim=DIM) as server:
+        yield server
+
+
+def _client(fake, **kw) -> QwenEncoder:
+    options = {"dimension": DIM, "base_url": fake.base_url, "backoff_base": 0.01, "backoff_max": 0.05,
+               "requests_per_minute": 100_000, "max_retries": 3, "timeout": 2.0}
+    options.update(kw)
+    return QwenEncoder("tongyi-embedding-vision-plus", "sk-test", **options)
+
+
+def _views(n: int = 8) -> list[Image.Image]:
+    return [Image.new("RGBA", (16, 16), (20 * i, 100, 200, 255)) for i in range(n)]
+
+
+def test_eight_views_travel_as_one_multi_images_item(fake):
+    client = _client(fake)
+    fused = client.encode_asset_views([_views(8), _views(3)])
+    assert fused.shape == (2, DIM) and fused.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(fused, axis=1), 1.0, rtol=1e-5)
+    first, second = fake.state.requests
+    assert first["model"] == "tongyi-embedding-vision-plus" and first["parameters"]["dimension"] == DIM
+    contents = first["input"]["contents"]
+    assert len(contents) == 1 and list(contents[0]) == ["multi_images"]
+    assert len(contents[0]["multi_images"]) == 8
+    assert all(uri.startswith("data:image/png;base64,") for uri in contents[0]["multi_images"])
+    assert len(second["input"]["contents"][0]["multi_images"]) == 3
+    assert fake.state.headers[0]["Authorization"] == "Bearer sk-test"
+
+
+def test_texts_and_images_share_one_request_format(fake):
+    client = _client(fake)
+    texts = client.encode_texts(["a red chair", "一把红色的椅子"], "zh")
+    images = client.encode_images(_views(2))
+    assert texts.shape == images.shape == (2, DIM)
+    assert fake.state.requests[0]["input"]["contents"] == [{"text": "a red chair"}, {"text": "一把红色的椅子"}]
+    assert [list(c) for c in fake.state.requests[1]["input"]["contents"]] == [["image"], ["image"]]
+    with pytest.raises(ValueError, match="not 'french'"):
+        client.encode_texts(["bonjour"], "french")
+
+
+def test_recovers_from_429_429_200(fake):
+    fake.state.then(Scripted(429, "Throttling.RateQuota", "Requests rate limit exceeded"),
+                    Scripted(429, "Throttling.RateQuota", "Requests rate limit exceeded"))
+    client = _client(fake)
+    vectors = client.encode_texts(["a lamp"], "en")
+    assert vectors.shape == (1, DIM)
+    assert len(fake.state.requests) == 3 and client.retries == 2
+
+
+def test_stops_on_400_and_surfaces_the_provider_message(fake):
+    fake.state.then(Scripted(400, "InvalidParameter", "The image format is not supported."))
+    client = _client(fake)
+    with pytest.raises(QwenRequestError) as caught:
+        client.encode_images(_views(1))
+    assert "The image format is not supported." in str(caught.value)
+    assert caught.value.status == 400 and caught.value.code == "InvalidParameter"
+    assert caught.value.request_id  # the provider's request id travels with the error
+    assert len(fake.state.requests) == 1  # not retried
+
+
+def test_repeated_500s_end_in_an_error_never_a_zero_vector(fake):
+    fake.state.then(*[Scripted(500, "InternalError", "boom")] * 4)
+    client = _client(fake, max_retries=3)
+    with pytest.raises(QwenServerError, match="boom"):
+        client.encode_asset_views([_views(4)])
+    assert len(fake.state.requests) == 4
+
+
+def test_timeouts_and_malformed_bodies_are_retried(fake):
+    fake.state.then(Scripted(delay=3.0), Scripted(malformed=True), Scripted(zero=True))
+    client = _client(fake, timeout=1.0)
+    vectors = client.encode_texts(["a boat"], "en")
+    assert vectors.shape == (1, DIM) and np.linalg.norm(vectors) > 0.99
+    assert len(fake.state.requests) == 4 and client.retries == 3
+
+
+def test_local_paths_are_never_handed_to_the_sdk(fake, tmp_path):
+    image = tmp_path / "view.png"
+    _views(1)[0].save(image)
+    client = _client(fake)
+    client.encode_images([image])
+    sent = fake.state.requests[0]["input"]["contents"][0]["image"]
+    assert sent.startswith("data:image/png;base64,")  # a path would have been uploaded to OSS
+    client.encode_texts([str(image)], "en")
+    assert fake.state.requests[1]["input"]["contents"][0]["text"] == f"{image} "
+    assert not any("uploads" in str(h) for h in fake.state.headers)
+
+
+def test_public_urls_are_used_when_configured(fake, tmp_path):
+    image = tmp_path / "renders" / "0" / "1" / "00000.png"
+    image.parent.mkdir(parents=True)
+    _views(1)[0].save(image)
+    client = _client(fake, image_url_base="https://cdn.example.com/renders", image_root=tmp_path / "renders")
+    client.encode_asset_views([[image]])
+    assert fake.state.requests[0]["input"]["contents"][0]["multi_images"] == [
+        "https://cdn.example.com/renders/0/1/00000.png"
+    ]
+
+
+def test_rate_limiter_spaces_calls():
+    now, slept = [0.0], []
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        now[0] += seconds
+
+    limiter = RateLimiter(120, clock=lambda: now[0], sleep=sleep)
+    for _ in range(4):
+        limiter.acquire()
+    assert slept == pytest.approx([0.5, 0.5, 0.5])
