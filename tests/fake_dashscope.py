@@ -44,10 +44,11 @@ class FakeDashScope:
     lock: threading.Lock = field(default_factory=threading.Lock)
     poison: str | None = None  # any request whose body contains this string gets a 500
 
-
     def vector(self, content: dict) -> list[float]:
         """A deterministic unit vector for one content item."""
-        seed = int.from_bytes(hashlib.sha256(json.dumps(content, sort_keys=True).encode()).digest()[:8], "little")
+        seed = int.from_bytes(
+            hashlib.sha256(json.dumps(content, sort_keys=True).encode()).digest()[:8], "little"
+        )
         v = np.random.default_rng(seed).normal(size=self.dim)
         return (v / np.linalg.norm(v)).round(6).tolist()
 
@@ -85,11 +86,17 @@ def _handler(state: FakeDashScope) -> type[BaseHTTPRequestHandler]:
             if answer.delay:
                 time.sleep(answer.delay)
             if self.path != EMBEDDING_PATH:
-                self._send(404, json.dumps({"code": "NotFound", "message": self.path, "request_id": request_id}).encode())
+                self._send(
+                    404,
+                    json.dumps({"code": "NotFound", "message": self.path, "request_id": request_id}).encode(),
+                )
                 return
             if answer.status != 200:
-                body = {"code": answer.code or "Error", "message": answer.message or "scripted error",
-                        "request_id": request_id}
+                body = {
+                    "code": answer.code or "Error",
+                    "message": answer.message or "scripted error",
+                    "request_id": request_id,
+                }
                 self._send(answer.status, json.dumps(body).encode())
                 return
             if answer.malformed:
@@ -97,13 +104,18 @@ def _handler(state: FakeDashScope) -> type[BaseHTTPRequestHandler]:
                 return
             contents = payload["input"]["contents"]
             embeddings = [
-                {"index": i, "embedding": [0.0] * state.dim if answer.zero else state.vector(c),
-                 "type": next(iter(c))}
+                {
+                    "index": i,
+                    "embedding": [0.0] * state.dim if answer.zero else state.vector(c),
+                    "type": next(iter(c)),
+                }
                 for i, c in enumerate(contents)
             ]
-            body = {"output": {"embeddings": embeddings},
-                    "usage": {"input_tokens": 10, "image_count": sum("image" in k for c in contents for k in c)},
-                    "request_id": request_id}
+            body = {
+                "output": {"embeddings": embeddings},
+                "usage": {"input_tokens": 10, "image_count": sum("image" in k for c in contents for k in c)},
+                "request_id": request_id,
+            }
             self._send(200, json.dumps(body).encode())
 
     return Handler

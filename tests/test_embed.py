@@ -30,7 +30,9 @@ N_ASSETS = 24
 @pytest.fixture(scope="module")
 def library(tmp_path_factory):
     root = tmp_path_factory.mktemp("lib")
-    write_demo_library(root, size=N_ASSETS, seed=5, render=RenderSettings(size=32, supersample=1), progress=False)
+    write_demo_library(
+        root, size=N_ASSETS, seed=5, render=RenderSettings(size=32, supersample=1), progress=False
+    )
     return root, read_library(LibrarySource.at(root)).assets
 
 
@@ -47,11 +49,15 @@ def test_shards_are_written_then_skipped_then_partly_reused(library, siglip_dir,
     assert (first.shards, first.shards_skipped, first.rows_computed) == (3, 0, N_ASSETS * 11)
     folder = encoder_dir(tmp_path, encoder.info.name)
     assert sorted(p.name for p in folder.glob("shard_00000*")) == [
-        "shard_00000.done.json", "shard_00000.npy", "shard_00000.parquet"
+        "shard_00000.done.json",
+        "shard_00000.npy",
+        "shard_00000.parquet",
     ]
     again = embed_assets(assets, encoder, tmp_path, shard_size=10, progress=False)
     assert (again.shards_skipped, again.rows_computed) == (3, 0)
-    edited = [replace(a, caption_en=a.caption_en + " (edited)") if i == 13 else a for i, a in enumerate(assets)]
+    edited = [
+        replace(a, caption_en=a.caption_en + " (edited)") if i == 13 else a for i, a in enumerate(assets)
+    ]
     third = embed_assets(edited, encoder, tmp_path, shard_size=10, progress=False)
     assert (third.shards_skipped, third.rows_computed, third.rows_reused) == (2, 1, 10 * 11 - 1)
 
@@ -67,9 +73,14 @@ def test_loading_shards_gives_one_vector_per_key_and_is_idempotent(library, sigl
     with db.connection() as conn:
         tables = get_encoder(conn, encoder.info.name)
         counts = {
-            kind: conn.execute(f"SELECT count(*) FROM {tables.table(kind)}").fetchone()[0] for kind in VectorKind
+            kind: conn.execute(f"SELECT count(*) FROM {tables.table(kind)}").fetchone()[0]
+            for kind in VectorKind
         }
-        assert counts == {VectorKind.CAPTION: N_ASSETS * 2, VectorKind.VIEW: N_ASSETS * 8, VectorKind.ASSET: N_ASSETS}
+        assert counts == {
+            VectorKind.CAPTION: N_ASSETS * 2,
+            VectorKind.VIEW: N_ASSETS * 8,
+            VectorKind.ASSET: N_ASSETS,
+        }
 
 
 KILLABLE = textwrap.dedent(
@@ -94,14 +105,21 @@ KILLABLE = textwrap.dedent(
 )
 
 
-def test_a_run_killed_midway_is_finished_by_the_next_with_nothing_duplicated(library, siglip_dir, tmp_path, db):
+def test_a_run_killed_midway_is_finished_by_the_next_with_nothing_duplicated(
+    library, siglip_dir, tmp_path, db
+):
     root, assets = library
     script = tmp_path / "embed.py"
     script.write_text(KILLABLE)
     run_dir = tmp_path / "run"
     args = [sys.executable, str(script), str(root), str(siglip_dir), str(run_dir)]
-    proc = subprocess.Popen([*args, "5"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    proc = subprocess.Popen(
+        [*args, "5"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
     seen, deadline = 0, time.monotonic() + 120
     while seen < 2 and time.monotonic() < deadline:
         if proc.stdout.readline().startswith("shard"):
@@ -115,7 +133,9 @@ def test_a_run_killed_midway_is_finished_by_the_next_with_nothing_duplicated(lib
     finished = subprocess.run([*args, "0"], capture_output=True, text=True, timeout=300)
     assert finished.returncode == 0 and "done" in finished.stdout, finished.stderr[-2000:]
     assert [ln.split()[1] for ln in finished.stdout.splitlines() if ln.startswith("shard ")] == [
-        "shard_00002.done.json", "shard_00003.done.json", "shard_00004.done.json"
+        "shard_00002.done.json",
+        "shard_00003.done.json",
+        "shard_00004.done.json",
     ]  # only the three unfinished shards were computed
     load_shards(db, run_dir, "siglip:tiny-test", assets, progress=False)
     with db.connection() as conn:
@@ -131,14 +151,24 @@ def test_qwen_stage_fuses_views_and_records_an_asset_that_keeps_failing(library,
     poisoned = assets[7]
     with FakeDashScopeServer(dim=48) as fake:
         fake.state.poison = to_data_uri(load_rgb(poisoned.view_paths[0]))[30:90]
-        encoder = QwenEncoder("tongyi-embedding-vision-plus", "sk-test", dimension=48, base_url=fake.base_url,
-                              backoff_base=0.001, backoff_max=0.002, requests_per_minute=100_000, max_retries=2)
+        encoder = QwenEncoder(
+            "tongyi-embedding-vision-plus",
+            "sk-test",
+            dimension=48,
+            base_url=fake.base_url,
+            backoff_base=0.001,
+            backoff_max=0.002,
+            requests_per_minute=100_000,
+            max_retries=2,
+        )
         summary = embed_assets(assets, encoder, tmp_path, shard_size=10, progress=False)
         fused_requests = [r for r in fake.state.requests if "multi_images" in r["input"]["contents"][0]]
     assert [(f.asset_id, f.stage) for f in summary.failures] == [(poisoned.asset_id, "embed:asset")]
     assert "poisoned content" in summary.failures[0].reason
-    assert all(len(r["input"]["contents"]) == 1 and len(r["input"]["contents"][0]["multi_images"]) == 8
-               for r in fused_requests)
+    assert all(
+        len(r["input"]["contents"]) == 1 and len(r["input"]["contents"][0]["multi_images"]) == 8
+        for r in fused_requests
+    )
     load_shards(db, tmp_path, encoder.info.name, assets, progress=False)
     with db.connection() as conn:
         tables = get_encoder(conn, encoder.info.name)

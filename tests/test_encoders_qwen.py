@@ -1,4 +1,4 @@
-"""The Qwen client against a local fake DashScope server: wire format, retries, typed errors, no zero vectors."""
+"""The Qwen client against a local fake DashScope: wire format, retries, typed errors, no zero vectors."""
 
 from __future__ import annotations
 
@@ -19,8 +19,15 @@ def fake():
 
 
 def _client(fake, **kw) -> QwenEncoder:
-    options = {"dimension": DIM, "base_url": fake.base_url, "backoff_base": 0.01, "backoff_max": 0.05,
-               "requests_per_minute": 100_000, "max_retries": 3, "timeout": 2.0}
+    options = {
+        "dimension": DIM,
+        "base_url": fake.base_url,
+        "backoff_base": 0.01,
+        "backoff_max": 0.05,
+        "requests_per_minute": 100_000,
+        "max_retries": 3,
+        "timeout": 2.0,
+    }
     options.update(kw)
     return QwenEncoder("tongyi-embedding-vision-plus", "sk-test", **options)
 
@@ -49,15 +56,20 @@ def test_texts_and_images_share_one_request_format(fake):
     texts = client.encode_texts(["a red chair", "一把红色的椅子"], "zh")
     images = client.encode_images(_views(2))
     assert texts.shape == images.shape == (2, DIM)
-    assert fake.state.requests[0]["input"]["contents"] == [{"text": "a red chair"}, {"text": "一把红色的椅子"}]
+    assert fake.state.requests[0]["input"]["contents"] == [
+        {"text": "a red chair"},
+        {"text": "一把红色的椅子"},
+    ]
     assert [list(c) for c in fake.state.requests[1]["input"]["contents"]] == [["image"], ["image"]]
     with pytest.raises(ValueError, match="not 'french'"):
         client.encode_texts(["bonjour"], "french")
 
 
 def test_recovers_from_429_429_200(fake):
-    fake.state.then(Scripted(429, "Throttling.RateQuota", "Requests rate limit exceeded"),
-                    Scripted(429, "Throttling.RateQuota", "Requests rate limit exceeded"))
+    fake.state.then(
+        Scripted(429, "Throttling.RateQuota", "Requests rate limit exceeded"),
+        Scripted(429, "Throttling.RateQuota", "Requests rate limit exceeded"),
+    )
     client = _client(fake)
     vectors = client.encode_texts(["a lamp"], "en")
     assert vectors.shape == (1, DIM)

@@ -7,8 +7,14 @@ from pathlib import Path
 from assetlib.train.init_model import TINY, init_siglip, train_tokenizer
 
 CAPTIONS = [
-    "a red chair with four legs", "a blue car shaped like a van", "a green tree with a round crown",
-    "一把红色的椅子，有四条腿", "一辆蓝色的汽车", "一棵绿色的树", "a white mug with a handle", "一个白色的马克杯",
+    "a red chair with four legs",
+    "a blue car shaped like a van",
+    "a green tree with a round crown",
+    "一把红色的椅子，有四条腿",
+    "一辆蓝色的汽车",
+    "一棵绿色的树",
+    "a white mug with a handle",
+    "一个白色的马克杯",
 ]
 
 
