@@ -267,6 +267,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `assetlib` console command."""
+    from assetlib.encoders.base import EncoderError
+    from assetlib.library.gobjaverse import LibraryError
     from assetlib.store.db import DatabaseError
 
     args = build_parser().parse_args(argv)
@@ -280,6 +282,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except DatabaseError as exc:
         print(f"assetlib: database error: {exc}", file=sys.stderr)
         return 3
+    except (LibraryError, EncoderError, ValueError, FileNotFoundError) as exc:
+        print(f"assetlib: {exc}", file=sys.stderr)
+        return 4
     except KeyboardInterrupt:
         print("assetlib: interrupted", file=sys.stderr)
         return 130

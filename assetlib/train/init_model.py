@@ -89,7 +89,12 @@ def init_siglip(
 ) -> Path:
     """Save a randomly initialised SigLIP (model, tokenizer, image processor, assetlib.json) to out_dir."""
     import torch
-    from transformers import SiglipConfig, SiglipImageProcessor, SiglipModel, SiglipTokenizer
+    from transformers import SiglipConfig, SiglipModel, SiglipTokenizer
+
+    try:  # transformers >= 5.x names the PIL-based processor explicitly; it needs no torchvision
+        from transformers import SiglipImageProcessorPil as ImageProcessor
+    except ImportError:
+        from transformers import SiglipImageProcessor as ImageProcessor
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -122,7 +127,7 @@ def init_siglip(
         model.logit_bias.fill_(-10.0)
     model.save_pretrained(out_dir)
     tokenizer.save_pretrained(out_dir)
-    SiglipImageProcessor(
+    ImageProcessor(
         size={"height": size.image_size, "width": size.image_size}, image_mean=[0.5] * 3, image_std=[0.5] * 3
     ).save_pretrained(out_dir)
     (out_dir / SIDECAR).write_text(
