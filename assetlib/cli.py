@@ -201,6 +201,37 @@ def cmd_embed(args: argparse.Namespace) -> int:
     return 1 if summary.failures else 0
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    """Train a small SigLIP from scratch (or fine-tune one) on a library; reuse it when already trained."""
+    from dataclasses import replace
+
+    from assetlib.library.gobjaverse import LibrarySource, read_library
+    from assetlib.library.stage import default_demo_root
+    from assetlib.train.trainer import TrainConfig, ensure_trained
+
+    settings = _settings(args)
+    root = Path(args.library) if args.library else default_demo_root(settings.home)
+    assets = read_library(LibrarySource.at(root), max_assets=settings.max_assets).assets
+    cfg = replace(
+        TrainConfig(),
+        name=args.name,
+        init=args.init,
+        seed=args.seed,
+        batch_size=args.batch,
+        max_steps=args.steps,
+        max_seconds=args.seconds,
+        lr=args.lr,
+    )
+    out = Path(args.out) if args.out else settings.home / "models" / f"siglip-{args.name}"
+    result = ensure_trained(assets, out, cfg)
+    state = "reused" if result.reused else f"trained {result.steps} steps in {result.seconds:.0f}s"
+    print(f"model:    {result.model_dir}  ({state})")
+    print(f"encoder:  siglip:{result.model_dir}  (stored as siglip:{cfg.name})")
+    for key, value in sorted(result.metrics.items()):
+        print(f"  {key:<34} {value:.3f}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every subcommand."""
     parser = argparse.ArgumentParser(
@@ -238,6 +269,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     embed.add_argument("--languages", default="en,zh", help="caption languages to embed")
     embed.add_argument("--no-load", action="store_true", help="write shards only; do not load the store")
+
+    train = add(sub, "train", cmd_train)
+    train.add_argument("--library", help="library folder (default: the demo library)")
+    train.add_argument("--out", help="output folder (default: $ASSETLIB_HOME/models/siglip-<name>)")
+    train.add_argument("--name", default="demo", help="model name; its vectors are stored as siglip:<name>")
+    train.add_argument("--init", help="hub id or directory to fine-tune (default: from scratch)")
+    train.add_argument("--steps", type=int, default=300)
+    train.add_argument("--seconds", type=float, default=900.0, help="stop early after this long")
+    train.add_argument("--batch", type=int, default=128)
+    train.add_argument("--lr", type=float, default=5e-4)
+    train.add_argument("--seed", type=int, default=0)
 
     library = sub.add_parser(
         "library", help="asset libraries: generate the demo, read real data, render meshes"

@@ -1,0 +1,119 @@
+"""Training data: (view, caption) pairs from a library, split by asset, batched without false negatives."""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from assetlib.library.asset import Asset
+from assetlib.library.images import ImageError, load_rgb
+
+log = logging.getLogger(__name__)
+
+
+def group_key(asset: Asset) -> str:
+    """What makes two assets interchangeable for a caption: category + colour, else the caption itself.
+
+    Two different assets with the same caption in one batch would be false negatives for the
+    sigmoid loss, so a batch never holds two assets of one group.
+    """
+    attrs = asset.attributes or {}
+    if "category" in attrs and "colour" in attrs:
+        return f"{attrs['category']}/{attrs['colour']}"
+    return (asset.caption_en or asset.asset_id).strip().lower()
+
+
+def split_by_asset(
+    assets: Sequence[Asset], val_fraction: float, seed: int
+) -> tuple[list[Asset], list[Asset]]:
+    """Train and validation assets; held-out assets are never trained on (no view, no caption)."""
+    ordered = sorted(assets, key=lambda a: a.asset_id)
+    rng = random.Random(seed)
+    shuffled = ordered[:]
+    rng.shuffle(shuffled)
+    n_val = max(1, round(len(shuffled) * val_fraction)) if val_fraction > 0 else 0
+    val = sorted(shuffled[:n_val], key=lambda a: a.asset_id)
+    train = sorted(shuffled[n_val:], key=lambda a: a.asset_id)
+    return train, val
+
+
+@dataclass
+class EncodedAssets:
+    """Preprocessed tensors of a set of assets: pixel values per view and token ids per caption."""
+
+    assets: list[Asset]
+    pixels: object  # torch.Tensor (n_views_total, 3, H, W)
+    view_owner: np.ndarray  # asset index of each view row
+    tokens: dict[str, dict]  # language → tokenizer output for every asset (rows aligned with assets)
+    has_caption: dict[str, np.ndarray]  # language → bool per asset
+
+
+def encode_assets(
+    assets: Sequence[Asset],
+    image_processor: object,
+    tokenize: object,
+    languages: Sequence[str] = ("en", "zh"),
+) -> EncodedAssets:
+    """Decode every view once with the model's own image processor and tokenise every caption."""
+    import torch
+
+    images, owners, kept = [], [], []
+    for asset in assets:
+        views = []
+        for path in asset.view_paths:
+            try:
+                views.append(load_rgb(path))
+            except ImageError as exc:
+                log.warning("training: skipping a view of %s: %s", asset.asset_id, exc)
+        if views:
+            owners.extend([len(kept)] * len(views))
+            images.extend(views)
+            kept.append(asset)
+    pixels = (
+        torch.cat(
+            [
+                image_processor(images=images[i : i + 256], return_tensors="pt")["pixel_values"]
+                for i in range(0, len(images), 256)
+            ]
+        )
+        if images
+        else torch.zeros(0)
+    )
+    tokens, has = {}, {}
+    for language in languages:
+        texts = [(a.caption_en if language == "en" else a.caption_cn) for a in kept]
+        has[language] = np.array([bool(t) for t in texts])
+        tokens[language] = dict(tokenize([t or "" for t in texts]))
+    return EncodedAssets(kept, pixels, np.array(owners), tokens, has)
+
+
+class GroupBatches:
+    """Endless batches of (view row, asset index, language) with distinct groups, reproducible by seed."""
+
+    def __init__(self, data: EncodedAssets, batch_size: int, languages: Sequence[str], seed: int) -> None:
+        self.data = data
+        self.languages = list(languages)
+        self.rng = np.random.default_rng(seed)
+        self.groups: dict[str, list[int]] = {}
+        for index, asset in enumerate(data.assets):
+            self.groups.setdefault(group_key(asset), []).append(index)
+        self.group_names = sorted(self.groups)
+        self.batch_size = min(batch_size, len(self.group_names))
+        self.views_of = [np.flatnonzero(data.view_owner == i) for i in range(len(data.assets))]
+        if self.batch_size < batch_size:
+            log.info("batch size %d capped at %d: one asset per caption group", batch_size, self.batch_size)
+
+    def __iter__(self) -> Iterator[tuple[np.ndarray, np.ndarray, list[str]]]:
+        while True:
+            chosen = self.rng.choice(len(self.group_names), self.batch_size, replace=False)
+            assets = np.array([self.rng.choice(self.groups[self.group_names[g]]) for g in chosen])
+            views = np.array([self.rng.choice(self.views_of[a]) for a in assets])
+            languages = []
+            for a in assets:
+                options = [lang for lang in self.languages if self.data.has_caption[lang][a]]
+                languages.append(str(self.rng.choice(options)))
+            yield views, assets, languages
