@@ -226,7 +226,7 @@ def embed_assets(
     progress: bool = True,
 ) -> EmbedSummary:
     """Embed assets into shards under run_dir/embeddings/<encoder>/; resumable and idempotent."""
-    from tqdm.auto import tqdm
+    from assetlib.logs import progress as tqdm
 
     started = time.perf_counter()
     per_view = (not encoder.info.fused_views) if per_view is None else per_view
@@ -276,7 +276,7 @@ def embed_assets(
         summary.rows_reused += len(reused)
         summary.failures += failures
         bar.update(len(chunk))
-        bar.set_postfix(rows=summary.rows_computed, failed=len(summary.failures))
+        bar.set_postfix(rows=summary.rows_computed, failed=len(summary.failures), refresh=False)
     bar.close()
     summary.seconds = time.perf_counter() - started
     if summary.failures:
@@ -319,8 +319,7 @@ def load_shards(
     progress: bool = True,
 ) -> StoreLoad:
     """Load the catalog and every finished shard of one encoder, then (re)build its indexes."""
-    from tqdm.auto import tqdm
-
+    from assetlib.logs import progress as tqdm
     from assetlib.store.load import chunked, load_catalog, load_vectors
     from assetlib.store.schema import (
         IndexParams,

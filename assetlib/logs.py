@@ -26,3 +26,12 @@ def configure_logging(level: str = "INFO", logfile: str | None = None) -> None:
     root.setLevel(level)
     for name in _QUIET:
         logging.getLogger(name).setLevel(max(logging.WARNING, logging.getLevelName(level)))
+
+
+def progress(iterable: object = None, **kwargs: object) -> object:
+    """A tqdm.auto progress bar that redraws every 10 s when output goes to a file or pipe, not 10×/s."""
+    from tqdm.auto import tqdm
+
+    if not sys.stderr.isatty():
+        kwargs.setdefault("mininterval", 10.0)
+    return tqdm(iterable, **kwargs)

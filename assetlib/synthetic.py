@@ -80,9 +80,8 @@ def load_synthetic_views(
     progress: bool = False,
 ) -> list:
     """Load a catalog and per-view vectors for `views` (n_assets, n_views, dim); return the LoadResults."""
-    from tqdm.auto import tqdm
-
     from assetlib.library.asset import Asset
+    from assetlib.logs import progress as tqdm
     from assetlib.store.load import load_catalog, load_vectors
     from assetlib.store.schema import VectorKind, ensure_encoder
 

@@ -63,3 +63,40 @@ def test_build_library_notebook_builds_a_small_demo_and_shows_the_grid(tmp_path)
     assert len(images) == 1  # the preview grid is shown
     counts = json.loads((tmp_path / "library_counts.json").read_text())
     assert counts["counts"]["assets"] == 24
+
+
+def test_train_notebook_trains_briefly_and_shows_curves_and_metrics(tmp_path):
+    build = tmp_path / "00.ipynb"
+    pm.execute_notebook(
+        str(NOTEBOOKS / "00_build_library.ipynb"),
+        str(build),
+        parameters={
+            "size": 24,
+            "image_size": 32,
+            "library_root": str(tmp_path / "lib"),
+            "run_dir": str(tmp_path),
+        },
+        execution_timeout=600,
+        progress_bar=False,
+        cwd=str(tmp_path),
+    )
+    out = tmp_path / "02a.ipynb"
+    pm.execute_notebook(
+        str(NOTEBOOKS / "02a_train_siglip.ipynb"),
+        str(out),
+        parameters={
+            "library_root": str(tmp_path / "lib"),
+            "name": "nb-test",
+            "steps": 4,
+            "batch_size": 8,
+            "out_dir": str(tmp_path / "model"),
+            "run_dir": str(tmp_path / "run"),
+        },
+        execution_timeout=600,
+        progress_bar=False,
+        cwd=str(tmp_path),
+    )
+    assert _errors(out) == []
+    assert (tmp_path / "run" / "training_curves.png").exists()
+    metrics = json.loads((tmp_path / "run" / "train_metrics.json").read_text())
+    assert "text_to_image_object_r@10_zh" in metrics

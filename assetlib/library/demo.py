@@ -174,7 +174,7 @@ def write_demo_library(
     progress: bool = True,
 ) -> DemoBuild:
     """Generate (or finish) a demo library under `root`; GLBs and renders already present are kept."""
-    from tqdm.auto import tqdm
+    from assetlib.logs import progress as tqdm
 
     root = Path(root)
     render = render or RenderSettings()

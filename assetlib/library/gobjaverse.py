@@ -213,7 +213,7 @@ def read_library(
         ids = ids[:max_assets]
     assets, failures = [], []
     counts = {"captions_en": len(ids), "captions_cn": 0, "glb": 0, "high_quality": 0, "view_problems": 0}
-    from tqdm.auto import tqdm
+    from assetlib.logs import progress as tqdm
 
     for asset_id in tqdm(ids, desc="read library", unit="asset", disable=len(ids) < 2000):
         views: list[View] = []

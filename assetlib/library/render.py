@@ -187,7 +187,7 @@ def render_many(
     skip_done: bool = True,
 ) -> tuple[list[str], list[Failure]]:
     """Render meshes in parallel processes, skipping finished ones; return (rendered ids, failures)."""
-    from tqdm.auto import tqdm
+    from assetlib.logs import progress as tqdm
 
     todo = [j for j in jobs if not (skip_done and _done(j, settings.views))]
     skipped = len(jobs) - len(todo)

@@ -95,9 +95,9 @@ def train_siglip(
 ) -> TrainResult:
     """Train or fine-tune SigLIP on assets; resume from out_dir/checkpoint when one is there."""
     import torch
-    from tqdm.auto import tqdm
 
     from assetlib.encoders.siglip import SiglipEncoder
+    from assetlib.logs import progress as tqdm
 
     out_dir = Path(out_dir)
     work = out_dir / "work"
@@ -215,7 +215,7 @@ def train_siglip(
             )
         history.append(record)
         bar.update(1)
-        bar.set_postfix(loss=f"{record['loss']:.3f}")
+        bar.set_postfix(loss=f"{record['loss']:.3f}", refresh=False)
         if step % cfg.checkpoint_every == 0:
             save_checkpoint()
     bar.close()
