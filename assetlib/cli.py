@@ -232,6 +232,18 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve_api(args: argparse.Namespace) -> int:
+    """Serve the REST API with uvicorn (encoders load once and are shared by all requests)."""
+    import uvicorn
+
+    from assetlib.api import create_app
+
+    settings = _settings(args)
+    print(f"assetlib API on http://{args.host}:{args.port}  (docs: http://{args.host}:{args.port}/docs)")
+    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="info")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every subcommand."""
     parser = argparse.ArgumentParser(
@@ -280,6 +292,12 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--batch", type=int, default=128)
     train.add_argument("--lr", type=float, default=5e-4)
     train.add_argument("--seed", type=int, default=0)
+
+    serve = sub.add_parser("serve", help="serve the REST API (and, later, the dashboard)")
+    serve_sub = serve.add_subparsers(dest="serve_command", metavar="SERVE_COMMAND", required=True)
+    api = add(serve_sub, "api", cmd_serve_api)
+    api.add_argument("--host", default="127.0.0.1")
+    api.add_argument("--port", type=int, default=8000)
 
     library = sub.add_parser(
         "library", help="asset libraries: generate the demo, read real data, render meshes"

@@ -97,7 +97,15 @@ def availability(settings: Settings) -> list[Availability]:
 def get_encoder(spec: str, settings: Settings) -> Encoder:
     """The encoder for an algorithm spec, loaded once per process and shared (thread-safe)."""
     algorithm, model = parse_spec(spec, settings)
-    key = (algorithm, model, settings.qwen_dimension if algorithm == "qwen" else None)
+    # Everything that changes what the encoder does or where it talks to is part of the key.
+    key = (
+        algorithm,
+        model,
+        settings.embedding_batch_size,
+        settings.qwen_dimension,
+        settings.dashscope_base_url,
+        settings.dashscope_api_key.get_secret_value() if settings.dashscope_api_key else None,
+    )
     with _LOCK:
         if key in _CACHE:
             return _CACHE[key]

@@ -64,6 +64,13 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         );
         """,
     ),
+    (
+        2,
+        "view paths in the catalog, so faces can show an asset's renders",
+        """
+        ALTER TABLE assets ADD COLUMN view_paths text[] NOT NULL DEFAULT '{}';
+        """,
+    ),
 ]
 
 

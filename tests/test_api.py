@@ -1,0 +1,286 @@
+"""The REST API over real HTTP: every mode and algorithm, every client error, and a schemathesis run."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+import pytest
+import uvicorn
+from fake_dashscope import FakeDashScopeServer
+from PIL import Image
+from tiny_models import tiny_siglip
+
+from assetlib.api import create_app
+from assetlib.config import load_settings
+from assetlib.embed import embed_assets, load_shards
+from assetlib.encoders.registry import get_encoder
+from assetlib.library.demo import write_demo_library
+from assetlib.library.gobjaverse import LibrarySource, read_library
+from assetlib.library.render import RenderSettings
+from assetlib.store.db import Database
+
+
+class Served:
+    """A uvicorn server in a thread on a free loopback port."""
+
+    def __init__(self, app) -> None:
+        config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on")
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> str:
+        self.thread.start()
+        deadline = time.monotonic() + 60
+        while not self.server.started and time.monotonic() < deadline:
+            time.sleep(0.05)
+        port = self.server.servers[0].sockets[0].getsockname()[1]
+        return f"http://127.0.0.1:{port}"
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def world(assetlib_home, tmp_path_factory):
+    """A demo library embedded with a tiny SigLIP, e5 and Qwen (fake DashScope), served over HTTP."""
+    tmp = tmp_path_factory.mktemp("api")
+    root = tmp / "lib"
+    write_demo_library(root, size=24, seed=4, render=RenderSettings(size=32, supersample=1), progress=False)
+    assets = read_library(LibrarySource.at(root)).assets
+    with FakeDashScopeServer(dim=64) as fake:
+        settings = load_settings(
+            environ={},
+            home=str(assetlib_home),
+            db_name=f"api_{uuid.uuid4().hex[:8]}",
+            siglip_model=str(tiny_siglip(tmp / "tiny-siglip")),
+            dashscope_api_key="sk-test",
+            dashscope_base_url=fake.base_url,
+            qwen_dimension=64,
+        )
+        with Database.open(settings) as db:
+            for algorithm in ("siglip", "e5", "qwen"):
+                encoder = get_encoder(algorithm, settings)
+                embed_assets(assets, encoder, tmp / "run", shard_size=12, progress=False)
+                load_shards(db, tmp / "run", encoder.info.name, assets, progress=False)
+        with Served(create_app(settings)) as base:
+            yield base, assets, settings, fake
+
+
+def _png(colour=(200, 30, 30, 255), size=(40, 40), mode="RGBA") -> bytes:
+    buffer = io.BytesIO()
+    Image.new(mode, size, colour if mode == "RGBA" else colour[:3]).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("algorithm", "body", "mode"),
+    [
+        ("siglip", {}, "text_to_text"),
+        ("siglip", {"cross_modal": True}, "text_to_image"),
+        ("siglip", {"mode": "fused"}, "fused"),
+        ("e5", {}, "text_to_text"),
+        ("qwen", {}, "text_to_text"),
+        ("qwen", {"cross_modal": True}, "text_to_image"),
+        ("qwen", {"mode": "fused"}, "fused"),
+    ],
+)
+@pytest.mark.parametrize("query", ["a red chair with four legs", "一把红色的椅子"])
+def test_text_search_in_every_mode(world, algorithm, body, mode, query):
+    base, assets, _, _ = world
+    response = httpx.post(
+        f"{base}/search/text", json={"query": query, "algorithm": algorithm, "top_k": 5, **body}
+    )
+    assert response.status_code == 200, response.text
+    data = response.json()
+    assert data["mode"] == mode and data["language"] == ("zh" if "椅" in query else "en")
+    hits = data["results"]
+    assert len(hits) == 5 and len({h["asset_id"] for h in hits}) == 5
+    known = {a.asset_id for a in assets}
+    for hit in hits:
+        assert hit["asset_id"] in known
+        assert {"asset_id", "similarity", "caption_en", "caption_cn", "objaverse_id", "model_url"} <= set(hit)
+        assert hit["model_url"].endswith("/model") and hit["thumbnail_url"] and len(hit["view_urls"]) == 8
+    scores = [h["similarity"] for h in hits]
+    assert scores == sorted(scores, reverse=True)
+    if mode == "text_to_image" and algorithm == "siglip":
+        assert all(h["matched_view"] is not None for h in hits)
+    assert data["timings_ms"]["encode_ms"] >= 0 and data["timings_ms"]["db_ms"] > 0
+
+
+@pytest.mark.parametrize("algorithm", ["siglip", "qwen"])
+@pytest.mark.parametrize("params", [{}, {"cross_modal": "true"}, {"mode": "fused"}])
+def test_image_search_in_every_mode(world, algorithm, params):
+    base, assets, _, _ = world
+    view = assets[3].view_paths[0].read_bytes()
+    response = httpx.post(
+        f"{base}/search/image",
+        params={"algorithm": algorithm, "top_k": 4, **params},
+        files={"file": ("query.png", view, "image/png")},
+    )
+    assert response.status_code == 200, response.text
+    hits = response.json()["results"]
+    assert len(hits) == 4
+    if not params and algorithm == "siglip":  # a view of an indexed asset finds that asset first
+        assert hits[0]["asset_id"] == assets[3].asset_id and hits[0]["similarity"] > 0.999
+
+
+def test_search_by_3d_model(world):
+    base, assets, _, _ = world
+    glb = assets[5].glb_path.read_bytes()
+    response = httpx.post(
+        f"{base}/search/model",
+        params={"top_k": 3},
+        files={"file": ("thing.glb", glb, "model/gltf-binary")},
+        timeout=120,
+    )
+    assert response.status_code == 200, response.text
+    data = response.json()
+    assert len(data["results"]) == 3 and data["timings_ms"]["render_ms"] > 0
+
+
+def test_health_assets_views_and_models(world):
+    base, assets, _, _ = world
+    health = httpx.get(f"{base}/health").json()
+    assert health["status"] == "ok" and health["database"] is True and health["counts"]["assets"] == 24
+    algorithms = {a["algorithm"]: a for a in health["algorithms"]}
+    assert algorithms["siglip"]["usable"] and algorithms["siglip"]["stored_encoders"] == ["siglip:tiny-test"]
+    assert set(health["counts"]["vectors"]) == {
+        "siglip:tiny-test",
+        "e5:multilingual-e5-small",
+        "qwen:tongyi-embedding-vision-plus@64",
+    }
+    asset = assets[0]
+    record = httpx.get(f"{base}/assets/{asset.asset_id}").json()
+    assert record["caption_en"] == asset.caption_en and len(record["view_urls"]) == 8
+    view = httpx.get(record["view_urls"][2])
+    assert view.status_code == 200 and view.headers["content-type"] == "image/png"
+    assert Image.open(io.BytesIO(view.content)).size == (32, 32)
+    model = httpx.get(record["model_url"])
+    assert model.status_code == 200 and model.content[:4] == b"glTF"
+    assert httpx.get(f"{base}/assets/no/such-asset").status_code == 404
+    assert httpx.get(f"{base}/assets/{asset.asset_id}/views/99").status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("body", "needle"),
+    [
+        ({"query": ""}, "at least 1 character"),
+        ({"query": "   \t "}, "the query is empty"),
+        ({"query": "x" * 1001}, "at most 1000 characters"),
+        ({"query": "chair", "algorithm": "clip"}, "'siglip', 'qwen' or 'e5'"),
+        ({"query": "chair", "language": "french"}, "'auto', 'english' or 'chinese'"),
+        ({"query": "chair", "mode": "image_to_image"}, "'text_to_text', 'text_to_image' or 'fused'"),
+        ({"query": "chair", "top_k": 0}, "greater than or equal to 1"),
+        ({"query": "chair", "algorithm": "e5", "cross_modal": True}, "embeds text only"),
+    ],
+)
+def test_bad_text_queries_get_422_with_the_valid_values(world, body, needle):
+    base = world[0]
+    response = httpx.post(f"{base}/search/text", json=body)
+    assert response.status_code == 422, response.text
+    assert needle in response.text
+
+
+def test_bad_uploads_are_refused_with_the_right_status(world):
+    base = world[0]
+
+    def upload(path: str, content: bytes, name: str = "f.png", **params):
+        return httpx.post(
+            f"{base}{path}", params=params, files={"file": (name, content, "application/octet-stream")}
+        )
+
+    assert upload("/search/image", b"x" * (10 * 1024 * 1024 + 1)).status_code == 413
+    assert upload("/search/image", b"%PDF-1.4 not an image").status_code == 415
+    good = _png()
+    assert upload("/search/image", good[: len(good) // 2]).status_code == 400  # truncated PNG
+    assert upload("/search/image", b"").status_code == 400
+    bomb = io.BytesIO()
+    Image.new("1", (9000, 9000)).save(bomb, format="PNG")
+    response = upload("/search/image", bomb.getvalue())
+    assert response.status_code == 400 and "pixel" in response.text
+    assert upload("/search/image", good, algorithm="e5").status_code == 422  # e5 has no image tower
+    assert upload("/search/image", good, algorithm="nope").status_code == 422
+    assert upload("/search/model", b"solid x", name="thing.fbx").status_code == 415
+    assert upload("/search/model", b"glTF\x02\x00\x00\x00garbage", name="thing.glb").status_code == 400
+
+
+def test_unusable_algorithms_answer_503_with_the_reason(world, assetlib_home):
+    _, _, settings, _ = world
+    keyless = settings.model_copy(
+        update={"dashscope_api_key": None, "db_name": f"empty_{uuid.uuid4().hex[:8]}"}
+    )
+    with Served(create_app(keyless)) as base:
+        response = httpx.post(f"{base}/search/text", json={"query": "chair", "algorithm": "qwen"})
+        assert response.status_code == 503 and "DASHSCOPE_API_KEY" in response.text
+        response = httpx.post(f"{base}/search/text", json={"query": "chair", "algorithm": "siglip"})
+        assert response.status_code == 503 and "no vectors in the database" in response.text
+
+
+def test_concurrent_requests_share_one_service(world):
+    base = world[0]
+    queries = [f"a {c} chair" for c in ("red", "blue", "green", "white", "black", "pink")] * 3
+
+    def ask(q: str) -> int:
+        return httpx.post(
+            f"{base}/search/text", json={"query": q, "top_k": 3, "cross_modal": True}
+        ).status_code
+
+    results: list[int] = []
+    threads = [threading.Thread(target=lambda q=q: results.append(ask(q))) for q in queries]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results == [200] * len(queries)
+
+
+def test_openapi_schema_holds_under_generated_requests(world):
+    """schemathesis, driven by the live server's own OpenAPI document: no 5xx, every answer as declared.
+
+    Its pytest plugin does not load under this pytest, so its command line runs against the server.
+    """
+    base = world[0]
+    result = subprocess.run(
+        [
+            str(Path(sys.executable).with_name("schemathesis")),
+            "run",
+            f"{base}/openapi.json",
+            "--checks",
+            "not_a_server_error,status_code_conformance,response_schema_conformance,content_type_conformance",
+            "--max-examples",
+            "25",
+            "--seed",
+            "1",
+            "--phases",
+            "examples,coverage,fuzzing",
+            "--generation-database",
+            "none",
+            "--suppress-health-check",
+            "all",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    report = result.stdout[-4000:] + result.stderr[-2000:]
+    print(report)
+    assert result.returncode == 0, report
+    assert "passed" in result.stdout.lower() or "no issues found" in result.stdout.lower(), report
+
+
+@pytest.mark.parametrize("cross_modal", [False, True])
+def test_high_quality_filter_keeps_only_flagged_assets(world, cross_modal):
+    base, assets, _, _ = world
+    flagged = {a.asset_id for a in assets if a.high_quality}
+    body = {"query": "a chair", "top_k": 5, "high_quality_only": True, "cross_modal": cross_modal}
+    hits = httpx.post(f"{base}/search/text", json=body).json()["results"]
+    assert len(hits) == min(5, len(flagged))
+    assert {h["asset_id"] for h in hits} <= flagged and all(h["high_quality"] for h in hits)
