@@ -16,6 +16,7 @@ demo: install
 	$(BIN)/assetlib train --name demo
 	$(BIN)/assetlib embed --algorithm siglip:$(DEMO_MODEL) --run-dir outputs/embed
 	$(BIN)/assetlib embed --algorithm e5 --run-dir outputs/embed
+	SIGLIP_MODEL=$(DEMO_MODEL) $(BIN)/assetlib evaluate --run-dir outputs/evaluate
 	$(BIN)/assetlib db check
 
 test: install

@@ -244,6 +244,30 @@ def cmd_serve_api(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    """Compare every usable algorithm, mode, language and image layout on benchmark queries from a library."""
+    from assetlib.evaluate import QuerySet, build_queries, comparison_table, evaluate
+    from assetlib.library.gobjaverse import LibrarySource, read_library
+    from assetlib.library.stage import default_demo_root
+    from assetlib.search import SearchService
+
+    settings = _settings(args)
+    root = Path(args.library) if args.library else default_demo_root(settings.home)
+    out = Path(args.run_dir)
+    saved = out / "queries.json"
+    if saved.exists():
+        queries = QuerySet.load(saved)  # the same queries as earlier runs in this folder
+    else:
+        assets = read_library(LibrarySource.at(root), max_assets=settings.max_assets).assets
+        queries = build_queries(assets, out, seed=args.seed, max_queries=args.max_queries)
+    with SearchService(settings) as service:
+        report = evaluate(service, queries, args.algorithms.split(","), out)
+    print(comparison_table(report.rows))
+    for name, path in report.files.items():
+        print(f"{name}: {path}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every subcommand."""
     parser = argparse.ArgumentParser(
@@ -298,6 +322,15 @@ def build_parser() -> argparse.ArgumentParser:
     api = add(serve_sub, "api", cmd_serve_api)
     api.add_argument("--host", default="127.0.0.1")
     api.add_argument("--port", type=int, default=8000)
+
+    evaluate = add(sub, "evaluate", cmd_evaluate)
+    evaluate.add_argument("--library", help="library folder (default: the demo library)")
+    evaluate.add_argument("--run-dir", default="outputs/evaluate", help="queries.json, metrics.json, figures")
+    evaluate.add_argument("--algorithms", default="siglip,qwen,e5")
+    evaluate.add_argument("--seed", type=int, default=0)
+    evaluate.add_argument(
+        "--max-queries", type=int, default=300, help="groups (demo) or assets (real) sampled"
+    )
 
     library = sub.add_parser(
         "library", help="asset libraries: generate the demo, read real data, render meshes"

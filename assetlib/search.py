@@ -118,6 +118,16 @@ class SearchService:
         self._lock = threading.Lock()
         self._encoders: dict[str, Encoder] = {}
 
+    def close(self) -> None:
+        """Close the database pool."""
+        self.db.close()
+
+    def __enter__(self) -> SearchService:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     # -- algorithms -------------------------------------------------------------------------------
     def encoder(self, algorithm: str) -> Encoder:
         """The loaded encoder for an algorithm (AlgorithmUnavailable with the reason when it cannot load)."""
@@ -171,6 +181,7 @@ class SearchService:
         language: str = "auto",
         top_k: int | None = None,
         high_quality_only: bool = False,
+        layout: str | None = None,
     ) -> SearchResult:
         """Search with a text query (English or Chinese) against captions, renders, or both fused."""
         text = clean_query(query)
@@ -190,7 +201,9 @@ class SearchService:
         started = time.perf_counter()
         vector = encoder.encode_texts([text], lang, role="query")[0]
         encode_ms = (time.perf_counter() - started) * 1000
-        return self._run(encoder, algorithm, mode, modes, vector, lang, top_k, high_quality_only, encode_ms)
+        return self._run(
+            encoder, algorithm, mode, modes, vector, lang, top_k, high_quality_only, encode_ms, layout
+        )
 
     def search_images(
         self,
@@ -199,6 +212,7 @@ class SearchService:
         mode: str = "image_to_image",
         top_k: int | None = None,
         high_quality_only: bool = False,
+        layout: str | None = None,
     ) -> SearchResult:
         """Search with an image (or pooled views of one object) against renders, captions, or both."""
         if not images:
@@ -215,7 +229,9 @@ class SearchService:
         else:
             vector = encoder.encode_asset_views([list(images)])[0]
         encode_ms = (time.perf_counter() - started) * 1000
-        return self._run(encoder, algorithm, mode, modes, vector, None, top_k, high_quality_only, encode_ms)
+        return self._run(
+            encoder, algorithm, mode, modes, vector, None, top_k, high_quality_only, encode_ms, layout
+        )
 
     def search_model(
         self,
@@ -246,7 +262,14 @@ class SearchService:
         if needs_image and not encoder.info.embeds_images:
             raise SearchError(f"{encoder.info.name} embeds text only: use mode text_to_text")
 
-    def _layout(self, encoder: Encoder) -> ImageLayout:
+    def _layout(self, encoder: Encoder, requested: str | None = None) -> ImageLayout:
+        """Per-view (max over views) for per-view encoders, the asset vector for fused ones, or as asked."""
+        if requested is not None:
+            if encoder.info.fused_views and requested == ImageLayout.VIEWS:
+                raise SearchError(
+                    f"{encoder.info.name} stores one fused vector per asset, no per-view vectors"
+                )
+            return ImageLayout(requested)
         return ImageLayout.ASSET if encoder.info.fused_views else ImageLayout.VIEWS
 
     def _run(
@@ -260,6 +283,7 @@ class SearchService:
         top_k: int | None,
         high_quality_only: bool,
         encode_ms: float,
+        layout: str | None = None,
     ) -> SearchResult:
         k = top_k or self.settings.default_top_k
         if not 1 <= k <= 1000:
@@ -274,7 +298,7 @@ class SearchService:
         with self.db.connection() as conn:
             tables = self._tables(conn, encoder)
             for store_mode in modes:
-                kind = target_kind(store_mode, self._layout(encoder))
+                kind = target_kind(store_mode, self._layout(encoder, layout))
                 caption_language = language if kind is VectorKind.CAPTION and language else None
                 if kind is VectorKind.CAPTION and store_mode is Mode.IMAGE_TO_TEXT:
                     caption_language = None  # an image matches a caption in any language

@@ -64,6 +64,7 @@ def world(assetlib_home, tmp_path_factory):
             dashscope_api_key="sk-test",
             dashscope_base_url=fake.base_url,
             qwen_dimension=64,
+            qwen_requests_per_minute=100_000,
         )
         with Database.open(settings) as db:
             for algorithm in ("siglip", "e5", "qwen"):

@@ -100,3 +100,8 @@ def test_train_notebook_trains_briefly_and_shows_curves_and_metrics(tmp_path):
     assert (tmp_path / "run" / "training_curves.png").exists()
     metrics = json.loads((tmp_path / "run" / "train_metrics.json").read_text())
     assert "text_to_image_object_r@10_zh" in metrics
+
+
+def test_evaluate_notebook_declares_its_parameters():
+    params = pm.inspect_notebook(str(NOTEBOOKS / "05_evaluate.ipynb"))
+    assert {"library_root", "run_dir", "algorithms", "seed", "max_queries"} <= set(params)

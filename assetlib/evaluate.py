@@ -1,0 +1,423 @@
+"""Retrieval evaluation: benchmark queries from a library → SearchService → metrics.json, a table, plots.
+
+Query sets are built once per run folder and saved (queries.json), so later runs are comparable.
+- Demo library (ground-truth attributes): one English and one Chinese text query per
+  (category, colour) group, phrased from the attributes ("a red chair", "一把红色的椅子"), relevant =
+  every asset of that group; image queries are held-out views (rendered at another elevation and
+  azimuth than the indexed views) of one asset per group, relevant = its group.
+- Real data: a seeded sample of captions (English, and Chinese when present) and held-out views
+  (views the index did not select), relevant = the caption's or view's own asset.
+Every usable algorithm with stored vectors is run over text (text→text, text→image, fused) and
+image (image→image, image→text, fused) queries, per language, and per image layout where the
+encoder has several (SigLIP: max over views vs mean-pooled; Qwen: its fused multi-image vector).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import statistics
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from assetlib.library.asset import Asset
+from assetlib.metrics import hit_curve, summarize
+from assetlib.search import AlgorithmUnavailable, SearchError, SearchService
+
+log = logging.getLogger(__name__)
+
+TOP_K = 50  # ranking depth kept per query (recall@k curves go to 50)
+
+
+@dataclass
+class Query:
+    """One benchmark query: text (with language) or an image file, and its relevant assets."""
+
+    qid: str
+    kind: str  # "text" | "image"
+    relevant: list[str]
+    group: str
+    text: str | None = None
+    language: str | None = None
+    image: str | None = None
+    source_asset: str | None = None
+
+
+@dataclass
+class QuerySet:
+    """The saved queries of a run."""
+
+    queries: list[Query]
+    seed: int
+    source: str  # "attributes" (demo ground truth) or "own-asset" (real data)
+
+    def save(self, path: Path) -> None:
+        """Write queries.json."""
+        path.write_text(
+            json.dumps(
+                {"seed": self.seed, "source": self.source, "queries": [asdict(q) for q in self.queries]},
+                ensure_ascii=False,
+                indent=1,
+            )
+        )
+
+    @classmethod
+    def load(cls, path: Path) -> QuerySet:
+        """Read queries.json."""
+        data = json.loads(path.read_text())
+        return cls([Query(**q) for q in data["queries"]], data["seed"], data["source"])
+
+
+def _group(asset: Asset) -> str | None:
+    attrs = asset.attributes or {}
+    return f"{attrs['category']}/{attrs['colour']}" if "category" in attrs and "colour" in attrs else None
+
+
+def _phrase(category: str, colour: str) -> tuple[str, str]:
+    from assetlib.library.demo import COLOURS
+    from assetlib.library.demo_objects import CATEGORIES
+
+    cat = next(c for c in CATEGORIES if c.name == category)
+    return f"a {colour} {cat.noun_en}", f"一{cat.measure_zh}{COLOURS[colour][1]}的{cat.noun_zh}"
+
+
+def _held_out_view(asset: Asset, out_dir: Path, seed: int) -> Path | None:
+    """A view of the asset that the index does not hold: an unselected render, else one rendered now."""
+    indexed = {p.resolve() for p in asset.view_paths}
+    if asset.view_paths:
+        folder = asset.view_paths[0].parent.parent
+        others = sorted(p for p in folder.glob("*/*.png") if p.resolve() not in indexed)
+        if others:
+            return random.Random(f"{seed}/{asset.asset_id}").choice(others)
+    if asset.glb_path is None:
+        return None
+    from PIL import Image
+
+    from assetlib.library.meshes import load_mesh
+    from assetlib.library.render import Renderer, RenderSettings
+
+    target = out_dir / "query_views" / (asset.asset_id.replace("/", "__") + ".png")
+    if not target.exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        # Between two indexed azimuths and higher than them: a viewpoint the index never saw.
+        settings = RenderSettings(views=1, size=256, elevation_deg=38.0, start_azimuth_deg=52.5)
+        renderer = Renderer(settings)
+        try:
+            rgba, _ = renderer.render_scene(load_mesh(asset.glb_path))[0]
+        finally:
+            renderer.close()
+        Image.fromarray(rgba, "RGBA").save(target)
+    return target
+
+
+def build_queries(assets: Sequence[Asset], out_dir: Path, seed: int = 0, max_queries: int = 200) -> QuerySet:
+    """Benchmark queries for a library (see the module docstring); saved to out_dir/queries.json."""
+    rng = random.Random(seed)
+    by_group: dict[str, list[Asset]] = {}
+    for asset in sorted(assets, key=lambda a: a.asset_id):
+        group = _group(asset)
+        if group:
+            by_group.setdefault(group, []).append(asset)
+    queries: list[Query] = []
+    if by_group:
+        source = "attributes"
+        groups = sorted(by_group)
+        rng.shuffle(groups)
+        for group in sorted(groups[:max_queries]):
+            members = [a.asset_id for a in by_group[group]]
+            category, colour = group.split("/")
+            en, zh = _phrase(category, colour)
+            queries.append(Query(f"t-en-{group}", "text", members, group, text=en, language="en"))
+            queries.append(Query(f"t-zh-{group}", "text", members, group, text=zh, language="zh"))
+            probe = rng.choice(by_group[group])
+            view = _held_out_view(probe, out_dir, seed)
+            if view is not None:
+                queries.append(
+                    Query(f"i-{group}", "image", members, group, image=str(view), source_asset=probe.asset_id)
+                )
+    else:
+        source = "own-asset"
+        sample = rng.sample(sorted(assets, key=lambda a: a.asset_id), min(max_queries, len(assets)))
+        for asset in sample:
+            group = asset.tags[0] if asset.tags else "all"
+            for language, text in (("en", asset.caption_en), ("zh", asset.caption_cn)):
+                if text:
+                    queries.append(
+                        Query(
+                            f"t-{language}-{asset.asset_id}",
+                            "text",
+                            [asset.asset_id],
+                            group,
+                            text=text,
+                            language=language,
+                        )
+                    )
+            view = _held_out_view(asset, out_dir, seed)
+            if view is not None:
+                queries.append(
+                    Query(
+                        f"i-{asset.asset_id}",
+                        "image",
+                        [asset.asset_id],
+                        group,
+                        image=str(view),
+                        source_asset=asset.asset_id,
+                    )
+                )
+    query_set = QuerySet(queries, seed, source)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    query_set.save(out_dir / "queries.json")
+    log.info(
+        "built %d queries (%d text, %d image) from %s",
+        len(queries),
+        sum(q.kind == "text" for q in queries),
+        sum(q.kind == "image" for q in queries),
+        source,
+    )
+    return query_set
+
+
+@dataclass
+class Config:
+    """One cell of the comparison: algorithm × query kind × mode × image layout × language."""
+
+    algorithm: str
+    kind: str
+    mode: str
+    layout: str | None
+    language: str | None
+
+    @property
+    def label(self) -> str:
+        """A short name for tables and legends."""
+        parts = [self.algorithm, self.mode]
+        if self.layout:
+            parts.append(self.layout)
+        if self.language:
+            parts.append(self.language)
+        return " ".join(parts)
+
+
+def configs_for(service: SearchService, algorithms: Sequence[str]) -> list[Config]:
+    """Every configuration the usable, stored algorithms support."""
+    out = []
+    for algorithm in algorithms:
+        try:
+            encoder = service.encoder(algorithm)
+        except (AlgorithmUnavailable, SearchError) as exc:
+            log.info("evaluation skips %s: %s", algorithm, exc)
+            continue
+        info = encoder.info
+        layouts = (
+            [None] if not info.embeds_images else (["asset"] if info.fused_views else ["views", "asset"])
+        )
+        for language in [lang for lang in ("en", "zh") if lang in info.languages]:
+            out.append(Config(algorithm, "text", "text_to_text", None, language))
+            if info.embeds_images:
+                for layout in layouts:
+                    out.append(Config(algorithm, "text", "text_to_image", layout, language))
+                    out.append(Config(algorithm, "text", "fused", layout, language))
+        if info.embeds_images:
+            for layout in layouts:
+                for mode in ("image_to_image", "image_to_text", "fused"):
+                    out.append(Config(algorithm, "image", mode, layout, None))
+    return out
+
+
+@dataclass
+class EvalReport:
+    """The comparison table, recall@k curves, per-category recall and where the files are."""
+
+    rows: list[dict]
+    curves: dict[str, list[float]]
+    per_category: dict[str, dict[str, float]]
+    out_dir: Path
+    files: dict[str, str] = field(default_factory=dict)
+
+
+def evaluate(
+    service: SearchService,
+    query_set: QuerySet,
+    algorithms: Sequence[str],
+    out_dir: Path,
+    progress: bool = True,
+) -> EvalReport:
+    """Run every configuration over the queries; write metrics.json, results.csv and the figures."""
+    from PIL import Image
+
+    from assetlib.library.images import load_rgb
+    from assetlib.logs import progress as tqdm
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    configs = configs_for(service, algorithms)
+    images: dict[str, Image.Image] = {}
+    rows, curves, per_category = [], {}, {}
+    for config in tqdm(configs, desc="evaluate", unit="config", disable=not progress):
+        selected = [
+            q
+            for q in query_set.queries
+            if q.kind == config.kind and (config.language is None or q.language == config.language)
+        ]
+        if not selected:
+            continue
+        rankings, relevants, latencies, groups = [], [], [], []
+        try:
+            for q in selected:
+                started = time.perf_counter()
+                if q.kind == "text":
+                    result = service.search_text(
+                        q.text or "",
+                        config.algorithm,
+                        config.mode,
+                        q.language or "auto",
+                        top_k=TOP_K,
+                        layout=config.layout,
+                    )
+                else:
+                    image = images.setdefault(q.image or "", load_rgb(q.image or ""))
+                    result = service.search_images(
+                        [image], config.algorithm, config.mode, top_k=TOP_K, layout=config.layout
+                    )
+                latencies.append((time.perf_counter() - started) * 1000)
+                rankings.append([h.asset_id for h in result.hits])
+                relevants.append(set(q.relevant))
+                groups.append(q.group.split("/")[0])
+        except (AlgorithmUnavailable, SearchError) as exc:
+            log.warning("evaluation of %s failed: %s", config.label, exc)
+            continue
+        metrics = summarize(rankings, relevants)
+        row = {
+            **asdict(config),
+            "label": config.label,
+            **{k: round(v, 4) for k, v in metrics.items()},
+            "latency_p50_ms": round(statistics.median(latencies), 2),
+            "latency_p95_ms": round(float(np.percentile(latencies, 95)), 2),
+        }
+        rows.append(row)
+        curves[config.label] = [round(v, 4) for v in hit_curve(rankings, relevants, TOP_K)]
+        by_cat: dict[str, list[float]] = {}
+        for ranking, rel, cat in zip(rankings, relevants, groups, strict=True):
+            by_cat.setdefault(cat, []).append(1.0 if set(ranking[:10]) & rel else 0.0)
+        per_category[config.label] = {c: round(float(np.mean(v)), 4) for c, v in sorted(by_cat.items())}
+    report = EvalReport(rows, curves, per_category, out_dir)
+    _write(report, query_set)
+    return report
+
+
+def _write(report: EvalReport, query_set: QuerySet) -> None:
+    import csv
+
+    out = report.out_dir
+    (out / "metrics.json").write_text(
+        json.dumps(
+            {
+                "definitions": "r@k = a relevant asset in the top k (hit rate); recall@k = share of "
+                "relevant assets in the top k; mrr; map; ndcg@10 (binary gains); see assetlib/metrics.py",
+                "query_source": query_set.source,
+                "seed": query_set.seed,
+                "rows": report.rows,
+                "curves": report.curves,
+                "per_category": report.per_category,
+            },
+            ensure_ascii=False,
+            indent=1,
+        )
+    )
+    if report.rows:
+        with (out / "results.csv").open("w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=list(report.rows[0]))
+            writer.writeheader()
+            writer.writerows(report.rows)
+    report.files = {"metrics": str(out / "metrics.json"), "table": str(out / "results.csv")}
+    report.files.update(plot_report(report))
+
+
+def plot_report(report: EvalReport) -> dict[str, str]:
+    """recall@k curves and per-category bars, saved as PNGs; returns their paths."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from assetlib.library.preview import use_cjk_font
+
+    use_cjk_font()
+    files = {}
+    fig, axes = plt.subplots(1, 2, figsize=(13, 4.5), sharey=True)
+    for ax, kind in zip(axes, ("text", "image"), strict=True):
+        for row in report.rows:
+            if row["kind"] == kind:
+                ax.plot(range(1, TOP_K + 1), report.curves[row["label"]], label=row["label"], lw=1.2)
+        ax.set(
+            xlabel="k",
+            ylabel="recall@k (a relevant asset in the top k)",
+            title=f"{kind} queries",
+            xscale="log",
+            ylim=(0, 1.02),
+        )
+        ax.legend(fontsize=6.5, ncol=1)
+    fig.tight_layout()
+    files["recall_at_k"] = str(report.out_dir / "recall_at_k.png")
+    fig.savefig(files["recall_at_k"], dpi=110)
+    plt.close(fig)
+    best = _best_per_algorithm(report.rows, kind="text", mode="text_to_image")
+    if best:
+        cats = sorted({c for label in best for c in report.per_category[label]})
+        fig, ax = plt.subplots(figsize=(13, 4))
+        width = 0.8 / len(best)
+        for i, label in enumerate(best):
+            values = [report.per_category[label].get(c, 0.0) for c in cats]
+            ax.bar(np.arange(len(cats)) + i * width, values, width, label=label)
+        ax.set_xticks(np.arange(len(cats)) + width * (len(best) - 1) / 2, cats, rotation=60, fontsize=8)
+        ax.set(ylabel="r@10", title="text→image recall@10 per category", ylim=(0, 1.05))
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        files["per_category"] = str(report.out_dir / "per_category.png")
+        fig.savefig(files["per_category"], dpi=110)
+        plt.close(fig)
+    return files
+
+
+def _best_per_algorithm(rows: list[dict], kind: str, mode: str) -> list[str]:
+    best: dict[str, dict] = {}
+    for row in rows:
+        if (
+            row["kind"] == kind
+            and row["mode"] == mode
+            and row.get("r@10", 0) >= best.get(row["algorithm"], {}).get("r@10", -1)
+        ):
+            best[row["algorithm"]] = row
+    return [r["label"] for r in best.values()]
+
+
+def comparison_table(rows: list[dict]) -> str:
+    """The comparison as a Markdown table (for notebooks, notes and the README)."""
+    columns = [
+        "algorithm",
+        "queries",
+        "mode",
+        "layout",
+        "lang",
+        "r@1",
+        "r@5",
+        "r@10",
+        "recall@10",
+        "MRR",
+        "mAP",
+        "nDCG@10",
+        "p50 ms",
+    ]
+    lines = ["| " + " | ".join(columns) + " |", "|" + " --- |" * len(columns)]
+    for r in rows:
+        lines.append(
+            f"| {r['algorithm']} | {r['kind']} | {r['mode']} | {r['layout'] or '–'} | {r['language'] or '–'} "
+            "| "
+            f"{r['r@1']:.3f} | {r['r@5']:.3f} | {r['r@10']:.3f} | {r['recall@10']:.3f} | {r['mrr']:.3f} | "
+            f"{r['map']:.3f} | {r['ndcg@10']:.3f} | {r['latency_p50_ms']:.1f} |"
+        )
+    return "\n".join(lines)

@@ -1,0 +1,104 @@
+"""Evaluation end to end: saved query sets, every usable algorithm and mode, figures, reproducibility."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import pytest
+from fake_dashscope import FakeDashScopeServer
+from tiny_models import tiny_siglip
+
+from assetlib.config import load_settings
+from assetlib.embed import embed_assets, load_shards
+from assetlib.encoders.registry import get_encoder
+from assetlib.evaluate import QuerySet, build_queries, comparison_table, evaluate
+from assetlib.library.demo import write_demo_library
+from assetlib.library.gobjaverse import LibrarySource, read_library
+from assetlib.library.render import RenderSettings
+from assetlib.search import SearchService
+from assetlib.store.db import Database
+
+
+@pytest.fixture(scope="module")
+def setup(assetlib_home, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("eval")
+    root = tmp / "lib"
+    write_demo_library(root, size=30, seed=6, render=RenderSettings(size=32, supersample=1), progress=False)
+    assets = read_library(LibrarySource.at(root)).assets
+    with FakeDashScopeServer(dim=64) as fake:
+        settings = load_settings(
+            environ={},
+            home=str(assetlib_home),
+            db_name=f"ev_{uuid.uuid4().hex[:8]}",
+            siglip_model=str(tiny_siglip(tmp / "tiny-siglip")),
+            dashscope_api_key="sk-test",
+            dashscope_base_url=fake.base_url,
+            qwen_dimension=64,
+            qwen_requests_per_minute=100_000,
+        )
+        with Database.open(settings) as db:
+            for algorithm in ("siglip", "e5", "qwen"):
+                encoder = get_encoder(algorithm, settings)
+                embed_assets(assets, encoder, tmp / "run", shard_size=15, progress=False)
+                load_shards(db, tmp / "run", encoder.info.name, assets, progress=False)
+        yield tmp, assets, settings
+
+
+def test_query_sets_are_built_from_ground_truth_and_saved(setup):
+    tmp, assets, _ = setup
+    queries = build_queries(assets, tmp / "out", seed=1)
+    groups = {f"{a.attributes['category']}/{a.attributes['colour']}" for a in assets}
+    texts = [q for q in queries.queries if q.kind == "text"]
+    images = [q for q in queries.queries if q.kind == "image"]
+    assert queries.source == "attributes" and len(texts) == 2 * len(groups) and len(images) == len(groups)
+    chair = next(q for q in texts if q.language == "zh" and q.group.startswith("chair/"))
+    assert chair.text.startswith("一把") and chair.text.endswith("的椅子")
+    for q in queries.queries:
+        members = {
+            a.asset_id for a in assets if f"{a.attributes['category']}/{a.attributes['colour']}" == q.group
+        }
+        assert set(q.relevant) == members
+    for q in images:  # held-out views: rendered now, never indexed
+        assert "query_views" in q.image and all(q.image not in map(str, a.view_paths) for a in assets)
+    again = QuerySet.load(tmp / "out" / "queries.json")
+    assert [q.qid for q in again.queries] == [q.qid for q in queries.queries]
+
+
+def test_comparison_covers_every_usable_algorithm_mode_and_language(setup):
+    tmp, assets, settings = setup
+    queries = build_queries(assets, tmp / "cmp", seed=1)
+    with FakeDashScopeServer(dim=64) as fake:
+        live = settings.model_copy(update={"dashscope_base_url": fake.base_url})
+        with SearchService(live) as service:
+            first = evaluate(service, queries, ["siglip", "qwen", "e5"], tmp / "cmp", progress=False)
+            second = evaluate(service, queries, ["siglip", "qwen", "e5"], tmp / "cmp2", progress=False)
+    labels = {r["label"] for r in first.rows}
+    for language in ("en", "zh"):
+        assert {
+            f"siglip text_to_text {language}",
+            f"siglip text_to_image views {language}",
+            f"siglip text_to_image asset {language}",
+            f"siglip fused views {language}",
+            f"qwen text_to_image asset {language}",
+            f"qwen fused asset {language}",
+            f"e5 text_to_text {language}",
+        } <= labels
+    assert {
+        "siglip image_to_image views",
+        "siglip image_to_text views",
+        "siglip fused views",
+        "qwen image_to_image asset",
+        "qwen fused asset",
+    } <= labels
+    assert not any(r["algorithm"] == "e5" and r["mode"] != "text_to_text" for r in first.rows)
+    for row in first.rows:
+        assert 0 <= row["r@1"] <= row["r@5"] <= row["r@10"] <= 1
+        assert row["recall@10"] <= row["r@10"] and row["latency_p50_ms"] > 0
+    strip = lambda rows: [{k: v for k, v in r.items() if not k.startswith("latency")} for r in rows]  # noqa: E731
+    assert strip(first.rows) == strip(second.rows)  # same queries, same index: the same numbers
+    metrics = json.loads((tmp / "cmp" / "metrics.json").read_text())
+    assert metrics["query_source"] == "attributes" and len(metrics["rows"]) == len(first.rows)
+    assert (tmp / "cmp" / "recall_at_k.png").stat().st_size > 10_000
+    assert (tmp / "cmp" / "per_category.png").exists() and (tmp / "cmp" / "results.csv").exists()
+    assert "| siglip | text | fused |" in comparison_table(first.rows)
