@@ -94,7 +94,7 @@ def plan_rows(asset: Asset, encoder: Encoder, per_view: bool, languages: Sequenc
                     asset.asset_id,
                     language=language,
                     text=text,
-                    input_hash=_digest(info.name, language, text),
+                    input_hash=_digest(info.name, info.version, language, text),
                 )
             )
     if info.embeds_images and asset.view_paths:
@@ -107,7 +107,7 @@ def plan_rows(asset: Asset, encoder: Encoder, per_view: bool, languages: Sequenc
                         asset.asset_id,
                         view_index=index,
                         paths=(path,),
-                        input_hash=_digest(info.name, digest),
+                        input_hash=_digest(info.name, info.version, digest),
                     )
                 )
         rows.append(
@@ -115,7 +115,9 @@ def plan_rows(asset: Asset, encoder: Encoder, per_view: bool, languages: Sequenc
                 "asset",
                 asset.asset_id,
                 paths=tuple(asset.view_paths),
-                input_hash=_digest(info.name, "fused" if info.fused_views else "mean", *view_hashes),
+                input_hash=_digest(
+                    info.name, info.version, "fused" if info.fused_views else "mean", *view_hashes
+                ),
             )
         )
     return rows

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from assetlib.library.asset import Asset
+from assetlib.library.demo import short_phrases
 from assetlib.metrics import hit_curve, summarize
 from assetlib.search import AlgorithmUnavailable, SearchError, SearchService
 
@@ -78,14 +79,6 @@ def _group(asset: Asset) -> str | None:
     return f"{attrs['category']}/{attrs['colour']}" if "category" in attrs and "colour" in attrs else None
 
 
-def _phrase(category: str, colour: str) -> tuple[str, str]:
-    from assetlib.library.demo import COLOURS
-    from assetlib.library.demo_objects import CATEGORIES
-
-    cat = next(c for c in CATEGORIES if c.name == category)
-    return f"a {colour} {cat.noun_en}", f"一{cat.measure_zh}{COLOURS[colour][1]}的{cat.noun_zh}"
-
-
 def _held_out_view(asset: Asset, out_dir: Path, seed: int) -> Path | None:
     """A view of the asset that the index does not hold: an unselected render, else one rendered now."""
     indexed = {p.resolve() for p in asset.view_paths}
@@ -131,7 +124,7 @@ def build_queries(assets: Sequence[Asset], out_dir: Path, seed: int = 0, max_que
         for group in sorted(groups[:max_queries]):
             members = [a.asset_id for a in by_group[group]]
             category, colour = group.split("/")
-            en, zh = _phrase(category, colour)
+            en, zh = short_phrases(category, colour)
             queries.append(Query(f"t-en-{group}", "text", members, group, text=en, language="en"))
             queries.append(Query(f"t-zh-{group}", "text", members, group, text=zh, language="zh"))
             probe = rng.choice(by_group[group])

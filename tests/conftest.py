@@ -52,3 +52,40 @@ def make_assets(n: int, views: int = 8, high_quality_every: int = 3, prefix: str
         )
         for i in range(n)
     ]
+
+
+def embedded_library(tmp: Path, home: Path, fake_base_url: str, size: int, seed: int, prefix: str):
+    """A small demo library embedded with a tiny SigLIP, e5 and Qwen (through a fake DashScope).
+
+    Returns (assets, settings); the settings point at the session's embedded server and a fresh
+    database, and at the fake server for Qwen.
+    """
+    from tiny_models import tiny_siglip
+
+    from assetlib.embed import embed_assets, load_shards
+    from assetlib.encoders.registry import get_encoder
+    from assetlib.library.demo import write_demo_library
+    from assetlib.library.gobjaverse import LibrarySource, read_library
+    from assetlib.library.render import RenderSettings
+
+    root = tmp / "lib"
+    write_demo_library(
+        root, size=size, seed=seed, render=RenderSettings(size=32, supersample=1), progress=False
+    )
+    assets = read_library(LibrarySource.at(root)).assets
+    settings = load_settings(
+        environ={},
+        home=str(home),
+        db_name=f"{prefix}_{uuid.uuid4().hex[:8]}",
+        siglip_model=str(tiny_siglip(tmp / "tiny-siglip")),
+        dashscope_api_key="sk-test",
+        dashscope_base_url=fake_base_url,
+        qwen_dimension=64,
+        qwen_requests_per_minute=100_000,
+    )
+    with Database.open(settings) as db:
+        for algorithm in ("siglip", "e5", "qwen"):
+            encoder = get_encoder(algorithm, settings)
+            embed_assets(assets, encoder, tmp / "run", shard_size=12, progress=False)
+            load_shards(db, tmp / "run", encoder.info.name, assets, progress=False)
+    return assets, settings

@@ -13,18 +13,11 @@ from pathlib import Path
 import httpx
 import pytest
 import uvicorn
+from conftest import embedded_library
 from fake_dashscope import FakeDashScopeServer
 from PIL import Image
-from tiny_models import tiny_siglip
 
 from assetlib.api import create_app
-from assetlib.config import load_settings
-from assetlib.embed import embed_assets, load_shards
-from assetlib.encoders.registry import get_encoder
-from assetlib.library.demo import write_demo_library
-from assetlib.library.gobjaverse import LibrarySource, read_library
-from assetlib.library.render import RenderSettings
-from assetlib.store.db import Database
 
 
 class Served:
@@ -52,25 +45,8 @@ class Served:
 def world(assetlib_home, tmp_path_factory):
     """A demo library embedded with a tiny SigLIP, e5 and Qwen (fake DashScope), served over HTTP."""
     tmp = tmp_path_factory.mktemp("api")
-    root = tmp / "lib"
-    write_demo_library(root, size=24, seed=4, render=RenderSettings(size=32, supersample=1), progress=False)
-    assets = read_library(LibrarySource.at(root)).assets
     with FakeDashScopeServer(dim=64) as fake:
-        settings = load_settings(
-            environ={},
-            home=str(assetlib_home),
-            db_name=f"api_{uuid.uuid4().hex[:8]}",
-            siglip_model=str(tiny_siglip(tmp / "tiny-siglip")),
-            dashscope_api_key="sk-test",
-            dashscope_base_url=fake.base_url,
-            qwen_dimension=64,
-            qwen_requests_per_minute=100_000,
-        )
-        with Database.open(settings) as db:
-            for algorithm in ("siglip", "e5", "qwen"):
-                encoder = get_encoder(algorithm, settings)
-                embed_assets(assets, encoder, tmp / "run", shard_size=12, progress=False)
-                load_shards(db, tmp / "run", encoder.info.name, assets, progress=False)
+        assets, settings = embedded_library(tmp, assetlib_home, fake.base_url, size=24, seed=4, prefix="api")
         with Served(create_app(settings)) as base:
             yield base, assets, settings, fake
 

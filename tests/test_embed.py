@@ -178,3 +178,17 @@ def test_qwen_stage_fuses_views_and_records_an_asset_that_keeps_failing(library,
     assert views == 0  # fused: one vector per asset, no per-view rows
     assert min(np.linalg.norm(r[1].to_numpy()) for r in rows) > 0.99
     assert (encoder_dir(tmp_path, encoder.info.name) / "failures.csv").exists()
+
+
+def test_new_weights_under_the_same_name_are_never_served_stale_vectors(library, tmp_path):
+    _, assets = library
+    model = tiny_siglip(tmp_path / "retrained")
+    first = embed_assets(
+        assets[:6], SiglipEncoder(str(model)), tmp_path / "run", shard_size=10, progress=False
+    )
+    weights = next(model.glob("*.safetensors"))
+    os.utime(weights, ns=(weights.stat().st_atime_ns, weights.stat().st_mtime_ns + 10**9))  # "retrained"
+    again = embed_assets(
+        assets[:6], SiglipEncoder(str(model)), tmp_path / "run", shard_size=10, progress=False
+    )
+    assert again.shards_skipped == 0 and again.rows_computed == first.rows_computed

@@ -3,45 +3,20 @@
 from __future__ import annotations
 
 import json
-import uuid
 
 import pytest
+from conftest import embedded_library
 from fake_dashscope import FakeDashScopeServer
-from tiny_models import tiny_siglip
 
-from assetlib.config import load_settings
-from assetlib.embed import embed_assets, load_shards
-from assetlib.encoders.registry import get_encoder
 from assetlib.evaluate import QuerySet, build_queries, comparison_table, evaluate
-from assetlib.library.demo import write_demo_library
-from assetlib.library.gobjaverse import LibrarySource, read_library
-from assetlib.library.render import RenderSettings
 from assetlib.search import SearchService
-from assetlib.store.db import Database
 
 
 @pytest.fixture(scope="module")
 def setup(assetlib_home, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("eval")
-    root = tmp / "lib"
-    write_demo_library(root, size=30, seed=6, render=RenderSettings(size=32, supersample=1), progress=False)
-    assets = read_library(LibrarySource.at(root)).assets
     with FakeDashScopeServer(dim=64) as fake:
-        settings = load_settings(
-            environ={},
-            home=str(assetlib_home),
-            db_name=f"ev_{uuid.uuid4().hex[:8]}",
-            siglip_model=str(tiny_siglip(tmp / "tiny-siglip")),
-            dashscope_api_key="sk-test",
-            dashscope_base_url=fake.base_url,
-            qwen_dimension=64,
-            qwen_requests_per_minute=100_000,
-        )
-        with Database.open(settings) as db:
-            for algorithm in ("siglip", "e5", "qwen"):
-                encoder = get_encoder(algorithm, settings)
-                embed_assets(assets, encoder, tmp / "run", shard_size=15, progress=False)
-                load_shards(db, tmp / "run", encoder.info.name, assets, progress=False)
+        assets, settings = embedded_library(tmp, assetlib_home, fake.base_url, size=30, seed=6, prefix="ev")
         yield tmp, assets, settings
 
 

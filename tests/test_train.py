@@ -122,3 +122,18 @@ def test_a_second_run_reuses_the_trained_model(assets, tmp_path):
     assert not first.reused and again.reused and again.metrics == pytest.approx(first.metrics, abs=1e-4)
     other = ensure_trained(assets, tmp_path, replace(CFG, max_steps=3), progress=False)
     assert not other.reused and other.steps == 3
+
+
+def test_short_attribute_phrases_are_trained_on_when_asked(assets):
+    import torch
+
+    data = encode_assets(
+        assets,
+        lambda images, return_tensors: {"pixel_values": torch.zeros(len(images), 3, 4, 4)},
+        lambda texts: {"input_ids": torch.zeros(len(texts), 4, dtype=torch.long)},
+    )
+    assert data.has_caption["en_short"].all() and data.has_caption["zh_short"].all()
+    always = iter(GroupBatches(data, batch_size=8, languages=("en", "zh"), seed=0, short_rate=1.0))
+    never = iter(GroupBatches(data, batch_size=8, languages=("en", "zh"), seed=0, short_rate=0.0))
+    assert all(lang.endswith("_short") for lang in next(always)[2])
+    assert not any(lang.endswith("_short") for lang in next(never)[2])

@@ -32,6 +32,9 @@ class EncoderInfo:
     languages: tuple[str, ...]  # ISO codes of caption/query languages it was trained for
     fused_views: bool = False  # True: one vector per asset from several views (Qwen multi_images)
     description: str = ""
+    # Changes whenever the same name would give other vectors (retrained weights, another API
+    # dimension); the embedding stage keys its reuse on it, so stale vectors are never kept.
+    version: str = ""
 
     @property
     def embeds_images(self) -> bool:

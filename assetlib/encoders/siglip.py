@@ -51,6 +51,21 @@ def encoder_name(source: str) -> str:
     return f"siglip:{path.name if path.is_dir() else source}"
 
 
+def weights_version(source: str) -> str:
+    """Identity of the weights behind a model source: weight files' names, sizes and mtimes, or the hub id."""
+    import hashlib
+
+    path = Path(source).expanduser()
+    files = sorted(path.glob("*.safetensors")) + sorted(path.glob("*.bin")) if path.is_dir() else []
+    if not files:
+        return source
+    digest = hashlib.blake2b(digest_size=8)
+    for f in files:
+        stat = f.stat()
+        digest.update(f"{f.name}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+    return digest.hexdigest()
+
+
 def _pooled(output: object) -> object:
     # transformers 5 returns an output object from get_*_features; 4.x returned the tensor.
     return getattr(output, "pooler_output", output)
@@ -97,6 +112,7 @@ class SiglipEncoder:
             languages=languages,
             fused_views=False,
             description=sidecar.get("description", "transformers SigLIP"),
+            version=weights_version(source),
         )
         self._torch = torch
         log.info(

@@ -149,6 +149,12 @@ def build_scene(spec: DemoSpec) -> trimesh.Scene:
     return scene
 
 
+def short_phrases(category: str, colour: str) -> tuple[str, str]:
+    """How people type a query for an asset: "a red chair" / "一把红色的椅子"."""
+    cat = _category(category)
+    return f"a {colour} {cat.noun_en}", f"一{cat.measure_zh}{COLOURS[colour][1]}的{cat.noun_zh}"
+
+
 def _role_colour(role: str, main: str) -> tuple[int, int, int]:
     if role == "accent":  # contrasts with the main colour
         return (40, 40, 46) if main in {"white", "yellow", "pink", "orange"} else (236, 236, 230)

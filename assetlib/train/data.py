@@ -88,14 +88,42 @@ def encode_assets(
         texts = [(a.caption_en if language == "en" else a.caption_cn) for a in kept]
         has[language] = np.array([bool(t) for t in texts])
         tokens[language] = dict(tokenize([t or "" for t in texts]))
+        # Short attribute phrases ("a red chair"), as people type queries, where attributes exist.
+        shorts = [_short_phrase(a, language) for a in kept]
+        has[f"{language}_short"] = np.array([bool(t) for t in shorts])
+        tokens[f"{language}_short"] = dict(tokenize([t or "" for t in shorts]))
     return EncodedAssets(kept, pixels, np.array(owners), tokens, has)
+
+
+def _short_phrase(asset: Asset, language: str) -> str | None:
+    attrs = asset.attributes or {}
+    if "category" not in attrs or "colour" not in attrs:
+        return None
+    try:  # the demo vocabulary (needs the mesh libraries); other attribute sets have no phrases
+        from assetlib.library.demo import COLOURS, short_phrases
+        from assetlib.library.demo_objects import CATEGORIES
+    except ImportError:
+        return None
+
+    if attrs["colour"] not in COLOURS or attrs["category"] not in {c.name for c in CATEGORIES}:
+        return None
+    en, zh = short_phrases(attrs["category"], attrs["colour"])
+    return en if language == "en" else zh if language == "zh" else None
 
 
 class GroupBatches:
     """Endless batches of (view row, asset index, language) with distinct groups, reproducible by seed."""
 
-    def __init__(self, data: EncodedAssets, batch_size: int, languages: Sequence[str], seed: int) -> None:
+    def __init__(
+        self,
+        data: EncodedAssets,
+        batch_size: int,
+        languages: Sequence[str],
+        seed: int,
+        short_rate: float = 0.0,
+    ) -> None:
         self.data = data
+        self.short_rate = short_rate
         self.languages = list(languages)
         self.rng = np.random.default_rng(seed)
         self.groups: dict[str, list[int]] = {}
@@ -115,5 +143,13 @@ class GroupBatches:
             languages = []
             for a in assets:
                 options = [lang for lang in self.languages if self.data.has_caption[lang][a]]
-                languages.append(str(self.rng.choice(options)))
+                language = str(self.rng.choice(options))
+                # Sometimes train on the short phrase instead of the caption (a tokens key like "en_short").
+                if (
+                    self.short_rate
+                    and self.data.has_caption[f"{language}_short"][a]
+                    and (self.rng.random() < self.short_rate)
+                ):
+                    language = f"{language}_short"
+                languages.append(language)
             yield views, assets, languages

@@ -43,6 +43,7 @@ class TrainConfig:
     warmup_steps: int = 30
     max_steps: int = 300  # ≈ 300 s at batch 128 on a 2-core CPU; the LR schedule spans these steps
     max_seconds: float = 900.0  # a safety stop; runs that hit it end early with a shorter schedule
+    short_phrase_rate: float = 0.3  # share of pairs captioned "a red chair" instead of the full caption
     eval_every: int = 50
     checkpoint_every: int = 50
     device: str | None = None
@@ -142,7 +143,7 @@ def train_siglip(
         return cfg.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, step / max(1, cfg.max_steps))))
 
     step, history, resumed_from, elapsed_before = 0, [], 0, 0.0
-    batches = GroupBatches(train_data, cfg.batch_size, cfg.languages, cfg.seed)
+    batches = GroupBatches(train_data, cfg.batch_size, cfg.languages, cfg.seed, cfg.short_phrase_rate)
     if checkpoint.exists():
         state = torch.load(checkpoint, map_location=device, weights_only=False)
         model.load_state_dict(state["model"])
