@@ -11,6 +11,19 @@ import papermill as pm
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 
 
+def _execute(notebook: str, out: Path, cwd: Path, /, **parameters: object) -> Path:
+    """Run a stage notebook under papermill with parameters; return the executed copy."""
+    pm.execute_notebook(
+        str(NOTEBOOKS / notebook),
+        str(out),
+        parameters=parameters,
+        execution_timeout=600,
+        progress_bar=False,
+        cwd=str(cwd),
+    )
+    return out
+
+
 def _errors(path: Path) -> list[str]:
     nb = nbformat.read(path, as_version=4)
     return [
@@ -37,19 +50,14 @@ def test_parameters_cells_hold_literals_papermill_can_read():
 
 
 def test_build_library_notebook_builds_a_small_demo_and_shows_the_grid(tmp_path):
-    out = tmp_path / "00_build_library.ipynb"
-    pm.execute_notebook(
-        str(NOTEBOOKS / "00_build_library.ipynb"),
-        str(out),
-        parameters={
-            "size": 24,
-            "image_size": 64,
-            "library_root": str(tmp_path / "lib"),
-            "run_dir": str(tmp_path),
-        },
-        execution_timeout=600,
-        progress_bar=False,
-        cwd=str(tmp_path),
+    out = _execute(
+        "00_build_library.ipynb",
+        tmp_path / "00_build_library.ipynb",
+        tmp_path,
+        size=24,
+        image_size=64,
+        library_root=str(tmp_path / "lib"),
+        run_dir=str(tmp_path),
     )
     assert _errors(out) == []
     nb = nbformat.read(out, as_version=4)
@@ -66,35 +74,25 @@ def test_build_library_notebook_builds_a_small_demo_and_shows_the_grid(tmp_path)
 
 
 def test_train_notebook_trains_briefly_and_shows_curves_and_metrics(tmp_path):
-    build = tmp_path / "00.ipynb"
-    pm.execute_notebook(
-        str(NOTEBOOKS / "00_build_library.ipynb"),
-        str(build),
-        parameters={
-            "size": 24,
-            "image_size": 32,
-            "library_root": str(tmp_path / "lib"),
-            "run_dir": str(tmp_path),
-        },
-        execution_timeout=600,
-        progress_bar=False,
-        cwd=str(tmp_path),
+    _execute(
+        "00_build_library.ipynb",
+        tmp_path / "00.ipynb",
+        tmp_path,
+        size=24,
+        image_size=32,
+        library_root=str(tmp_path / "lib"),
+        run_dir=str(tmp_path),
     )
-    out = tmp_path / "02a.ipynb"
-    pm.execute_notebook(
-        str(NOTEBOOKS / "02a_train_siglip.ipynb"),
-        str(out),
-        parameters={
-            "library_root": str(tmp_path / "lib"),
-            "name": "nb-test",
-            "steps": 4,
-            "batch_size": 8,
-            "out_dir": str(tmp_path / "model"),
-            "run_dir": str(tmp_path / "run"),
-        },
-        execution_timeout=600,
-        progress_bar=False,
-        cwd=str(tmp_path),
+    out = _execute(
+        "02a_train_siglip.ipynb",
+        tmp_path / "02a.ipynb",
+        tmp_path,
+        library_root=str(tmp_path / "lib"),
+        name="nb-test",
+        steps=4,
+        batch_size=8,
+        out_dir=str(tmp_path / "model"),
+        run_dir=str(tmp_path / "run"),
     )
     assert _errors(out) == []
     assert (tmp_path / "run" / "training_curves.png").exists()
