@@ -360,14 +360,19 @@ def jsonable_errors(errors: Any) -> list[dict]:
 
 
 def _counts(service: SearchService) -> dict:
+    from psycopg import sql
+
+    from assetlib.store.schema import VectorKind, list_encoders
+
     with service.db.connection() as conn:
         assets = conn.execute("SELECT count(*) FROM assets").fetchone()[0]
-        vectors = {}
-        for name, prefix in conn.execute("SELECT name, table_prefix FROM encoders ORDER BY name").fetchall():
-            total = 0
-            for kind in ("caption", "view", "asset"):
-                total += conn.execute(f'SELECT count(*) FROM "{prefix}_{kind}"').fetchone()[0]
-            vectors[name] = total
+        vectors = {
+            tables.name: sum(
+                conn.execute(sql.SQL("SELECT count(*) FROM {}").format(tables.ident(kind))).fetchone()[0]
+                for kind in VectorKind
+            )
+            for tables in list_encoders(conn)
+        }
     return {"assets": assets, "vectors": vectors}
 
 

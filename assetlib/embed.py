@@ -75,10 +75,13 @@ def _digest(*parts: bytes | str) -> str:
 
 
 def _file_hash(path: Path) -> str:
+    # Size and modification time, not content: every re-run fingerprints all views, and reading
+    # millions of PNGs just to find them unchanged would cost as much as a fresh decode.
     try:
-        return _digest(path.read_bytes())
+        stat = path.stat()
     except OSError:
         return "missing"
+    return _digest(str(path), str(stat.st_size), str(stat.st_mtime_ns))
 
 
 def plan_rows(asset: Asset, encoder: Encoder, per_view: bool, languages: Sequence[str]) -> list[Row]:

@@ -28,6 +28,7 @@ import numpy as np
 from assetlib.library.asset import Asset
 from assetlib.library.demo import short_phrases
 from assetlib.metrics import hit_curve, summarize
+from assetlib.reports import write_csv
 from assetlib.search import AlgorithmUnavailable, SearchError, SearchService
 
 log = logging.getLogger(__name__)
@@ -303,8 +304,6 @@ def evaluate(
 
 
 def _write(report: EvalReport, query_set: QuerySet) -> None:
-    import csv
-
     out = report.out_dir
     (out / "metrics.json").write_text(
         json.dumps(
@@ -321,11 +320,7 @@ def _write(report: EvalReport, query_set: QuerySet) -> None:
             indent=1,
         )
     )
-    if report.rows:
-        with (out / "results.csv").open("w", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=list(report.rows[0]))
-            writer.writeheader()
-            writer.writerows(report.rows)
+    write_csv(report.rows, out / "results.csv")
     report.files = {"metrics": str(out / "metrics.json"), "table": str(out / "results.csv")}
     report.files.update(plot_report(report))
 

@@ -11,7 +11,6 @@ reported in each response. Needs an embedded library first (`make demo`).
 from __future__ import annotations
 
 import argparse
-import csv
 import os
 import random
 import statistics
@@ -25,6 +24,7 @@ import uvicorn
 
 from assetlib.api import create_app
 from assetlib.config import load_settings
+from assetlib.reports import write_csv
 
 QUERIES = [
     "a red chair with four legs",
@@ -134,11 +134,7 @@ def main() -> None:
                 )
     finally:
         server.should_exit = True
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    with args.out.open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    write_csv(rows, args.out)
     print(f"wrote {args.out}")
 
 

@@ -11,7 +11,6 @@ multilingual-e5-small. Prints a table and writes outputs/bench/encoder_bench.csv
 from __future__ import annotations
 
 import argparse
-import csv
 import tempfile
 import time
 from pathlib import Path
@@ -19,6 +18,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from assetlib.reports import write_csv
 from assetlib.train.init_model import SiglipSize, init_siglip, train_tokenizer
 
 BASE = SiglipSize(
@@ -106,11 +106,7 @@ def main() -> None:
     print(f"{'encoder':<48} {'device':<7} {'images/s':>9} {'texts/s':>9}")
     for r in rows:
         print(f"{r['encoder']:<48} {r['device']:<7} {r['images_per_s'] or '-':>9} {r['texts_per_s']:>9}")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    with args.out.open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    write_csv(rows, args.out)
     print(f"wrote {args.out}")
 
 

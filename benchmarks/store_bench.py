@@ -11,7 +11,6 @@ Writes the figures to outputs/bench/store_bench.csv. Not a test: numbers, no ass
 from __future__ import annotations
 
 import argparse
-import csv
 import logging
 import time
 from pathlib import Path
@@ -20,6 +19,7 @@ import numpy as np
 
 from assetlib.config import load_settings
 from assetlib.logs import configure_logging
+from assetlib.reports import write_csv
 from assetlib.store.db import Database
 from assetlib.store.schema import (
     IndexParams,
@@ -148,11 +148,7 @@ def main() -> None:
                 f"  {row['knob']:<14} p50 {row['p50_ms']:7.2f} ms   p95 {row['p95_ms']:7.2f} ms   "
                 f"recall@{args.k} {row[f'recall@{args.k}']:.3f}"
             )
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    with args.out.open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(table[0]))
-        writer.writeheader()
-        writer.writerows(table)
+    write_csv(table, args.out)
     print(f"wrote {args.out}  (total {time.perf_counter() - started:.0f}s)")
 
 
