@@ -348,7 +348,12 @@ def plot_report(report: EvalReport) -> dict[str, str]:
             xscale="log",
             ylim=(0, 1.02),
         )
-        ax.legend(fontsize=6.5, ncol=1)
+        if ax.lines:
+            ax.legend(fontsize=6.5, ncol=1)
+        else:
+            ax.text(
+                0.5, 0.5, f"no {kind} queries evaluated", ha="center", va="center", transform=ax.transAxes
+            )
     fig.tight_layout()
     files["recall_at_k"] = str(report.out_dir / "recall_at_k.png")
     fig.savefig(files["recall_at_k"], dpi=110)
@@ -409,3 +414,25 @@ def comparison_table(rows: list[dict]) -> str:
             f"{r['map']:.3f} | {r['ndcg@10']:.3f} | {r['latency_p50_ms']:.1f} |"
         )
     return "\n".join(lines)
+
+
+def find_latest_metrics(root: Path) -> Path | None:
+    """The newest metrics.json under a folder of runs (None when nothing was evaluated yet)."""
+    if not root.is_dir():
+        return None
+    found = [p for p in root.rglob("metrics.json") if p.is_file()]
+    return max(found, key=lambda p: p.stat().st_mtime) if found else None
+
+
+def read_report(metrics_path: Path) -> EvalReport:
+    """An evaluation read back from its metrics.json, with its figures (redrawn when missing)."""
+    data = json.loads(metrics_path.read_text(encoding="utf-8"))
+    report = EvalReport(data["rows"], data["curves"], data.get("per_category", {}), metrics_path.parent)
+    report.files = {"metrics": str(metrics_path)}
+    figures = {name: metrics_path.parent / f"{name}.png" for name in ("recall_at_k", "per_category")}
+    curves = figures["recall_at_k"]
+    if not curves.is_file() or curves.stat().st_mtime < metrics_path.stat().st_mtime:
+        report.files.update(plot_report(report))
+    else:
+        report.files.update({name: str(p) for name, p in figures.items() if p.is_file()})
+    return report

@@ -156,6 +156,8 @@ class SearchService:
                     "model": a.model,
                     "usable": a.usable,
                     "reason": a.reason,
+                    "note": a.note,
+                    "modalities": list(a.modalities),
                     "loaded": a.algorithm in loaded,
                     "encoder": loaded.get(a.algorithm),
                     "stored_encoders": names,

@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 VENV=${VENV:-.venv}
-EXTRAS=${ASSETLIB_EXTRAS:-dev,notebooks,ml,qwen,api}
+EXTRAS=${ASSETLIB_EXTRAS:-dev,notebooks,ml,qwen,api,dashboard}
 PYTHON=${PYTHON:-python3}
 
 scripts/install-system-deps.sh
@@ -15,6 +15,18 @@ if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
   exit 1
 fi
 [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
+
+# The dashboard's 3D viewer script comes from the npm registry, pinned by package-lock.json.
+npm_stamp="node_modules/.assetlib-installed"
+npm_want="$(sha256sum package-lock.json | cut -c1-16)"
+if [ ! -f "$npm_stamp" ] || [ "$(cat "$npm_stamp")" != "$npm_want" ]; then
+  if command -v npm >/dev/null 2>&1; then
+    echo "installing the 3D viewer's JavaScript (npm ci)"
+    npm ci --omit=peer --ignore-scripts --no-audit --no-fund --loglevel=error && echo "$npm_want" > "$npm_stamp"
+  else
+    echo "npm not found: the dashboard's 3D viewer will be unavailable (install Node.js and npm)" >&2
+  fi
+fi
 
 stamp="$VENV/.assetlib-installed"
 want="$(cat pyproject.toml constraints-cpu.txt | sha256sum | cut -c1-16) $EXTRAS"

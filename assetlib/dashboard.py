@@ -1,0 +1,532 @@
+"""The Voila dashboard: search by text, image or 3D model; results with thumbnails; a 3D viewer; metrics.
+
+Thin by design: ipywidgets plus the REST API client. Voila starts a kernel per visitor, so no model
+is loaded here; `assetlib serve api` (or `assetlib serve dashboard`, which starts both) holds the
+encoders once for everybody. Every handler catches its errors and shows them in words.
+"""
+
+from __future__ import annotations
+
+import functools
+import html
+import logging
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import ipywidgets as w
+
+from assetlib.api_client import ApiClient, ApiError
+from assetlib.search import detect_language
+from assetlib.viewer import ModelViewer, ViewerUnavailable
+
+log = logging.getLogger(__name__)
+
+MAX_IMAGE_UPLOAD = 10 * 1024 * 1024  # the API's limit, and about where browser uploads fail silently
+MAX_MODEL_UPLOAD = 50 * 1024 * 1024
+MODEL_SUFFIXES = (".glb", ".gltf", ".obj", ".ply", ".stl")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
+ALGORITHM_TITLES = {"siglip": "SigLIP", "qwen": "Qwen", "e5": "e5 (text only)"}
+# What "same modality", "cross-modal" and "fused" mean for each kind of query.
+MODES = {
+    "text": {"same": "text_to_text", "cross": "text_to_image", "fused": "fused"},
+    "image": {"same": "image_to_image", "cross": "image_to_text", "fused": "fused"},
+}
+MODE_NAMES = {
+    "text_to_text": "text → captions",
+    "text_to_image": "text → renders",
+    "image_to_image": "image → renders",
+    "image_to_text": "image → captions",
+    "fused": "captions + renders (fused)",
+}
+LANGUAGE_NAMES = {"en": "English", "zh": "中文"}
+
+CSS = """
+<style>
+.al-title { font: 600 22px system-ui, sans-serif; color: #1d2733; }
+.al-sub { font: 13px system-ui, sans-serif; color: #5b6673; }
+.al-status { font: 13px system-ui, sans-serif; color: #33404d; padding: 4px 2px; }
+.al-error { background: #fdecea; color: #8a1c12; border: 1px solid #f2b8b0; border-radius: 6px;
+            padding: 8px 12px; font: 13px system-ui, sans-serif; }
+.al-card { border: 1px solid #dde3ea; border-radius: 8px; padding: 6px; background: #fff; }
+.al-card:hover { box-shadow: 0 2px 8px rgba(30, 50, 80, .15); }
+.al-selected { border: 2px solid #2f6fde; box-shadow: 0 2px 10px rgba(47, 111, 222, .3); }
+.al-caption { font: 12px system-ui, sans-serif; line-height: 1.35; color: #24303c; }
+.al-clamp { display: -webkit-box; -webkit-line-clamp: 3; -webkit-box-orient: vertical; overflow: hidden; }
+.al-meta { font: 11px ui-monospace, monospace; color: #6b7785; }
+.al-score { font: 600 12px system-ui, sans-serif; color: #2f6fde; }
+.al-note { font: 12px system-ui, sans-serif; color: #7a5a00; background: #fff7df;
+           border-radius: 4px; padding: 3px 8px; }
+.al-matched img { outline: 3px solid #2f6fde; }
+.al-row { gap: 8px; }
+.al-table { border-collapse: collapse; font: 12px system-ui, sans-serif; }
+.al-table th, .al-table td { border-bottom: 1px solid #e3e8ee; padding: 3px 8px; text-align: right; }
+.al-table th:nth-child(-n+5), .al-table td:nth-child(-n+5) { text-align: left; }
+.al-table tr.al-best td { font-weight: 600; background: #eef4ff; }
+</style>
+"""
+
+
+def _box(message: str, css: str) -> str:
+    return f'<div class="{css}">{html.escape(message)}</div>'
+
+
+def _clamped(text: str | None) -> str:
+    """A caption cut at three lines on the card; the whole text shows on hover."""
+    safe = html.escape(text or "—")
+    return f'<div class="al-clamp" title="{safe}">{safe}</div>'
+
+
+def _row(children: list[w.Widget], **layout: str) -> w.HBox:
+    """A horizontal row with spacing between its children (Layout has no `gap`; CSS does)."""
+    row = w.HBox(children, layout=w.Layout(align_items="center", **layout))
+    row.add_class("al-row")
+    return row
+
+
+def shown_errors(handler: Callable[..., Any]) -> Callable[..., Any]:
+    """Run a widget handler, showing any failure in the error box (ipywidgets would only log it)."""
+
+    @functools.wraps(handler)
+    def wrapper(self: Dashboard, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return handler(self, *args, **kwargs)
+        except ApiError as exc:
+            log.warning("%s failed: %s", handler.__name__, exc)
+            self.show_error(str(exc))
+        except ValueError as exc:  # our own checks on input: already in words
+            self.show_error(str(exc))
+        except Exception as exc:  # anything else is a bug, but the user must still see it
+            log.exception("%s failed", handler.__name__)
+            self.show_error(f"unexpected error: {exc!r} (the full traceback is in the server log)")
+        finally:
+            self._busy(False)
+        return None
+
+    return wrapper
+
+
+class Dashboard:
+    """The widgets and their handlers; `ui` is what Voila shows."""
+
+    def __init__(self, client: ApiClient, outputs: Path | None = None, top_k: int = 12) -> None:
+        self.client = client
+        self.outputs = outputs
+        self.results: list[dict] = []
+        self.last_response: dict | None = None
+        self.selected: int | None = None
+        self._last_search: tuple[Any, float] = (None, 0.0)
+        self.algorithms: list[dict] = []
+
+        self.header = w.HTML('<div class="al-title">assetlib · 3D asset search</div>')
+        self.query = w.Text(
+            placeholder="Describe an asset in English or Chinese, e.g. a red wooden chair / 一把红色的木椅子",
+            continuous_update=False,
+            layout=w.Layout(flex="1 1 auto", height="36px"),
+        )
+        self.search_button = w.Button(description="Search", button_style="primary", icon="search")
+        self.language_label = w.HTML(layout=w.Layout(width="120px"))
+        self.image_upload = w.FileUpload(
+            accept="image/*", multiple=False, description="Image…", tooltip="search by an image (≤ 10 MB)"
+        )
+        self.model_upload = w.FileUpload(
+            accept=",".join(MODEL_SUFFIXES),
+            multiple=False,
+            description="3D model…",
+            tooltip="search by a GLB/glTF/OBJ/PLY/STL (≤ 50 MB): it is rendered like the library",
+        )
+        self.algorithm_buttons: dict[str, w.ToggleButton] = {}
+        self.algorithm_row = _row([])
+        self.algorithm_notes = w.HTML()
+        self.mode = w.ToggleButtons(
+            options=[("same modality", "same"), ("cross-modal", "cross"), ("fused", "fused")],
+            value="same",
+            tooltips=[
+                "text → captions, image → renders",
+                "text → renders, image → captions",
+                "both, combined by reciprocal rank fusion",
+            ],
+            style={"button_width": "120px"},
+        )
+        self.top_k = w.IntSlider(value=top_k, min=1, max=50, description="top-k", continuous_update=False)
+        self.high_quality = w.Checkbox(value=False, description="high-quality only", indent=False)
+        self.status = w.HTML(_box("ready", "al-status"))
+        self.error = w.HTML()
+        self.query_preview = w.Image(layout=w.Layout(height="64px", display="none"))
+        self.grid = w.GridBox(
+            layout=w.Layout(
+                grid_template_columns="repeat(auto-fill, minmax(180px, 1fr))", grid_gap="10px", width="100%"
+            )
+        )
+        self.detail_title = w.HTML(_box("select a result to see it in 3D", "al-sub"))
+        try:
+            self.viewer: ModelViewer | None = ModelViewer(height="380px")
+            viewer_widget: w.Widget = self.viewer
+        except ViewerUnavailable as exc:
+            self.viewer = None
+            viewer_widget = w.HTML(_box(str(exc), "al-error"))
+        self.views_strip = w.HBox(layout=w.Layout(flex_flow="row wrap"))
+        detail = w.VBox(
+            [self.detail_title, viewer_widget, self.views_strip],
+            layout=w.Layout(width="440px", min_width="440px", padding="0 0 0 12px"),
+        )
+        self.metrics_box = w.VBox()
+        self.reload_metrics = w.Button(description="Reload", icon="refresh")
+
+        self._quiet = False  # set while code (not the user) changes the text box
+        self.search_button.on_click(lambda _: self.search_text(force=True))
+        self.query.observe(lambda _: None if self._quiet else self.search_text(), names="value")
+        self.image_upload.observe(lambda _: self._on_upload(self.image_upload, "image"), names="value")
+        self.model_upload.observe(lambda _: self._on_upload(self.model_upload, "model"), names="value")
+        self.reload_metrics.on_click(lambda _: self.show_metrics())
+
+        search_tab = w.VBox(
+            [
+                _row([self.query, self.language_label, self.search_button]),
+                _row(
+                    [w.HTML('<span class="al-sub">or search by</span>'), self.image_upload, self.model_upload]
+                ),
+                _row([self.algorithm_row, self.mode], flex_flow="row wrap"),
+                _row([self.top_k, self.high_quality]),
+                self.algorithm_notes,
+                _row([self.query_preview, self.status]),
+                self.error,
+                w.HBox([w.Box([self.grid], layout=w.Layout(flex="1 1 auto")), detail]),
+            ]
+        )
+        self.tabs = w.Tab(children=[search_tab, self.metrics_box], titles=("Search", "Metrics"))
+        self.ui = w.VBox([w.HTML(CSS), self.header, self.tabs], layout=w.Layout(padding="8px 12px"))
+        self.refresh()
+        self.show_metrics()
+
+    @classmethod
+    def from_environment(cls, api_url: str = "", outputs: str = "") -> Dashboard:
+        """A dashboard on $ASSETLIB_API_URL (or the local default) reading evaluations from outputs/."""
+        return cls(ApiClient(api_url or None), Path(outputs) if outputs else default_outputs())
+
+    # -- feedback ---------------------------------------------------------------------------------
+    def show_error(self, message: str) -> None:
+        """Show an error in plain words (and keep the previous results)."""
+        self.error.value = _box(message, "al-error")
+        self.status.value = _box("the last request failed — see the message below", "al-status")
+
+    def _clear_error(self) -> None:
+        self.error.value = ""
+
+    def _busy(self, busy: bool, message: str = "") -> None:
+        self.search_button.disabled = busy
+        if busy:
+            self.status.value = _box(message or "searching…", "al-status")
+
+    # -- algorithms and health --------------------------------------------------------------------
+    @shown_errors
+    def refresh(self) -> None:
+        """Read /health: library size, and which algorithms can be used (the others disabled, with why)."""
+        health = self.client.health()
+        counts = health.get("counts", {})
+        self.algorithms = health.get("algorithms", [])
+        vectors = counts.get("vectors", {}) if isinstance(counts, dict) else {}
+        stored = ", ".join(f"{name} {n:,}" for name, n in sorted(vectors.items())) or "no vectors yet"
+        database = "database OK" if health.get("database") else "database unreachable"
+        self.header.value = (
+            '<div class="al-title">assetlib · 3D asset search</div>'
+            f'<div class="al-sub">{counts.get("assets", 0):,} assets · vectors: {html.escape(stored)} · '
+            f"{database} · API {html.escape(self.client.base_url)}</div>"
+        )
+        buttons, notes = [], []
+        current = next((a for a, b in self.algorithm_buttons.items() if b.value), None)
+        self.algorithm_buttons = {}
+        for entry in self.algorithms:
+            name = entry["algorithm"]
+            usable, reason = entry["usable"], entry["reason"]
+            if usable and not entry.get("stored_encoders"):
+                usable = False
+                reason = f"no vectors in the database yet: run `assetlib embed --algorithm {name}`"
+            button = w.ToggleButton(
+                description=ALGORITHM_TITLES.get(name, name),
+                disabled=not usable,
+                tooltip=entry.get("note") or name if usable else f"unavailable: {reason}",
+                layout=w.Layout(width="auto"),
+            )
+            button.observe(functools.partial(self._pick_algorithm, name), names="value")
+            self.algorithm_buttons[name] = button
+            buttons.append(button)
+            if not usable:
+                notes.append(f"<b>{html.escape(name)}</b> unavailable: {html.escape(reason)}")
+            elif entry.get("note"):
+                notes.append(f"<b>{html.escape(name)}</b>: {html.escape(entry['note'])}")
+        usable_names = [n for n, b in self.algorithm_buttons.items() if not b.disabled]
+        chosen = current if current in usable_names else (usable_names[0] if usable_names else None)
+        if chosen:
+            self.algorithm_buttons[chosen].value = True
+        self.algorithm_row.children = [w.HTML('<span class="al-sub">algorithm</span>'), *buttons]
+        self.algorithm_notes.value = '<div class="al-note">' + "<br>".join(notes) + "</div>" if notes else ""
+        if not usable_names:
+            self.show_error(
+                "no algorithm can search now: "
+                + "; ".join(n.replace("<b>", "").replace("</b>", "") for n in notes)
+            )
+
+    def _pick_algorithm(self, name: str, change: dict) -> None:
+        """Keep exactly one algorithm selected (ToggleButtons cannot disable single options)."""
+        if change["new"]:
+            for other, button in self.algorithm_buttons.items():
+                if other != name and button.value:
+                    button.value = False
+        elif not any(b.value for b in self.algorithm_buttons.values()):
+            self.algorithm_buttons[name].value = True  # one stays chosen
+
+    @property
+    def algorithm(self) -> str:
+        """The chosen algorithm; ValueError when none can be used."""
+        for name, button in self.algorithm_buttons.items():
+            if button.value and not button.disabled:
+                return name
+        raise ValueError("no usable algorithm is selected (see the notes under the algorithm buttons)")
+
+    def _options(self, kind: str) -> dict:
+        return {
+            "algorithm": self.algorithm,
+            "mode": MODES[kind][self.mode.value],
+            "top_k": self.top_k.value,
+            "high_quality_only": self.high_quality.value,
+        }
+
+    # -- searching --------------------------------------------------------------------------------
+    @shown_errors
+    def search_text(self, query: str | None = None, force: bool = False) -> None:
+        """Search with the text box's query (or `query`); Enter and the button both land here."""
+        text = (self.query.value if query is None else query).strip()
+        if query is not None:
+            self._quiet = True
+            self.query.value = query
+            self._quiet = False
+        if not text:
+            raise ValueError("type a query first (English or Chinese)")
+        options = self._options("text")
+        key = (text, tuple(sorted(options.items())))
+        # A click right after typing also blurs the box, which submits it: search once, not twice.
+        if not force and self._last_search[0] == key:
+            return
+        if force and self._last_search[0] == key and time.monotonic() - self._last_search[1] < 1.0:
+            return
+        self._last_search = (key, time.monotonic())
+        language = detect_language(text)
+        self.language_label.value = (
+            f'<span class="al-sub">detected: {LANGUAGE_NAMES.get(language, language)}</span>'
+        )
+        self.query_preview.layout.display = "none"
+        self._busy(True)
+        started = time.perf_counter()
+        response = self.client.search_text(text, **options)
+        self._show_results(response, time.perf_counter() - started, f"“{text}”")
+
+    @shown_errors
+    def search_upload(self, kind: str, name: str, data: bytes) -> None:
+        """Search with an uploaded image ('image') or 3D model ('model')."""
+        limit = MAX_IMAGE_UPLOAD if kind == "image" else MAX_MODEL_UPLOAD
+        suffixes = IMAGE_SUFFIXES if kind == "image" else MODEL_SUFFIXES
+        if not data:
+            raise ValueError(f"{name} is empty")
+        if len(data) > limit:
+            raise ValueError(
+                f"{name} is {len(data) / 2**20:.1f} MB; the limit for a {kind} is {limit // 2**20} MB"
+            )
+        if Path(name).suffix.lower() not in suffixes:
+            raise ValueError(f"{name}: not a supported {kind} file; use {', '.join(suffixes)}")
+        self.language_label.value = ""
+        if kind == "image":
+            self.query_preview.value = data
+            self.query_preview.layout.display = "block"
+        self._last_search = (None, 0.0)
+        self._busy(True, "rendering the model and searching…" if kind == "model" else "searching…")
+        started = time.perf_counter()
+        response = self.client.search_upload(kind, name, data, **self._options("image"))
+        self._show_results(response, time.perf_counter() - started, f"{kind} {name}")
+
+    def _on_upload(self, upload: w.FileUpload, kind: str) -> None:
+        if not upload.value:
+            return
+        item = upload.value[0]
+        name, data = item["name"], bytes(item["content"])
+        upload.value = ()  # so that the same file can be searched again
+        self.search_upload(kind, name, data)
+
+    def _show_results(self, response: dict, seconds: float, what: str) -> None:
+        self._clear_error()
+        self.last_response = response
+        self.results = response["results"]
+        thumbs = self.client.fetch_many([hit["thumbnail_url"] or "" for hit in self.results])
+        self.grid.children = [
+            self._card(i, hit, thumb) for i, (hit, thumb) in enumerate(zip(self.results, thumbs, strict=True))
+        ]
+        self.selected = None
+        if self.results:
+            self.select(0)  # before the status line, which tells a watcher (or a test) that all is shown
+        timings = response.get("timings_ms", {})
+        parts = [f"{k.removesuffix('_ms')} {v:.0f} ms" for k, v in timings.items()]
+        language = response.get("language")
+        self.status.value = (
+            f'<div class="al-status"><b>{len(self.results)} results</b> for {html.escape(what)} in '
+            f"{seconds * 1000:.0f} ms ({', '.join(parts)}) · {html.escape(response['encoder'])} · "
+            f"{MODE_NAMES.get(response['mode'], response['mode'])}"
+            + (f" · {LANGUAGE_NAMES.get(language, language)}" if language else "")
+            + "</div>"
+        )
+        log.info(
+            "%d results for %s (%s, %s) in %.0f ms",
+            len(self.results),
+            what,
+            response["encoder"],
+            response["mode"],
+            seconds * 1000,
+        )
+        if not self.results:
+            self.status.value += _box("nothing matched; try another wording, mode or algorithm", "al-sub")
+
+    def _card(self, index: int, hit: dict, thumb: bytes | None) -> w.Widget:
+        image: w.Widget = (
+            w.Image(
+                value=thumb, format="png", layout=w.Layout(width="100%", height="170px", object_fit="contain")
+            )
+            if thumb
+            else w.HTML(_box("no render", "al-sub"), layout=w.Layout(height="170px"))
+        )
+        view = f" · view {hit['matched_view']}" if hit.get("matched_view") is not None else ""
+        quality = " · ★ high quality" if hit.get("high_quality") else ""
+        text = w.HTML(
+            f'<div class="al-score">#{index + 1} · {hit["similarity"]:.3f}{view}</div>'
+            f'<div class="al-caption">{_clamped(hit.get("caption_en"))}'
+            f"{_clamped(hit.get('caption_cn'))}</div>"
+            f'<div class="al-meta">{html.escape(hit["asset_id"])}{quality}</div>'
+        )
+        button = w.Button(description="View in 3D", icon="cube", layout=w.Layout(width="100%"))
+        button.on_click(lambda _: self.select(index))
+        card = w.VBox([image, text, button], layout=w.Layout(width="auto"))
+        card.add_class("al-card")
+        return card
+
+    @shown_errors
+    def select(self, index: int) -> None:
+        """Open a result: its GLB in the 3D viewer and the strip of its views."""
+        hit = self.results[index]
+        for i, card in enumerate(self.grid.children):
+            (card.add_class if i == index else card.remove_class)("al-selected")
+        self.selected = index
+        self.detail_title.value = (
+            f'<div class="al-score">#{index + 1} · {html.escape(hit["asset_id"])}'
+            + (f" · objaverse {html.escape(hit['objaverse_id'])}" if hit.get("objaverse_id") else "")
+            + f'</div><div class="al-caption">{html.escape(hit.get("caption_en") or "")}<br>'
+            f"{html.escape(hit.get('caption_cn') or '')}</div>"
+        )
+        views = self.client.fetch_many(hit.get("view_urls", []))
+        strip = []
+        for i, data in enumerate(views):
+            if data is None:
+                continue
+            image = w.Image(value=data, format="png", layout=w.Layout(width="44px", height="44px"))
+            holder = w.Box([image], layout=w.Layout(margin="0 2px"))
+            if i == hit.get("matched_view"):
+                holder.add_class("al-matched")
+            strip.append(holder)
+        self.views_strip.children = strip
+        if self.viewer is None:
+            return
+        if not hit.get("model_url"):
+            self.viewer.clear()
+            raise ValueError(f"{hit['asset_id']} has no 3D model file; its views are shown instead")
+        self.viewer.show(self.client.fetch(hit["model_url"]), hit["asset_id"])
+
+    # -- metrics ----------------------------------------------------------------------------------
+    @shown_errors
+    def show_metrics(self) -> None:
+        """The metrics tab: the latest evaluation's comparison table and its recall@k figures."""
+        from assetlib.evaluate import find_latest_metrics, read_report
+
+        path = find_latest_metrics(self.outputs) if self.outputs else None
+        if path is None:
+            self.metrics_box.children = [
+                w.HTML(
+                    _box(
+                        f"no evaluation found under {self.outputs}: run `assetlib evaluate` (or `make demo`)",
+                        "al-sub",
+                    )
+                ),
+                self.reload_metrics,
+            ]
+            return
+        report = read_report(path)
+        stamp = time.strftime("%Y-%m-%d %H:%M", time.localtime(path.stat().st_mtime))
+        notes = "".join(
+            f"<br><b>{html.escape(a['algorithm'])}</b>: {html.escape(a['note'])}"
+            for a in self.algorithms
+            if a.get("note")
+        )
+        figures = [
+            w.Image(value=Path(report.files[name]).read_bytes(), format="png", layout=w.Layout(width="100%"))
+            for name in ("recall_at_k", "per_category")
+            if name in report.files
+        ]
+        self.metrics_box.children = [
+            w.HTML(
+                f'<div class="al-sub">latest evaluation: {html.escape(str(path.parent))} ({stamp}); r@k = a '
+                f"relevant asset (same category and colour) in the top k{notes}</div>"
+            ),
+            w.HTML(metrics_table(report.rows)),
+            *figures,
+            self.reload_metrics,
+        ]
+
+
+def metrics_table(rows: list[dict]) -> str:
+    """The comparison as an HTML table, the best r@10 of each query kind highlighted."""
+    best: dict[str, float] = {}
+    for row in rows:
+        best[row["kind"]] = max(best.get(row["kind"], 0.0), row["r@10"])
+    columns = [
+        "algorithm",
+        "queries",
+        "mode",
+        "layout",
+        "lang",
+        "r@1",
+        "r@5",
+        "r@10",
+        "recall@10",
+        "MRR",
+        "nDCG@10",
+        "p50 ms",
+    ]
+    head = "".join(f"<th>{c}</th>" for c in columns)
+    body = []
+    for r in rows:
+        cells = [
+            r["algorithm"],
+            r["kind"],
+            MODE_NAMES.get(r["mode"], r["mode"]),
+            r.get("layout") or "–",
+            r.get("language") or "–",
+            f"{r['r@1']:.3f}",
+            f"{r['r@5']:.3f}",
+            f"{r['r@10']:.3f}",
+            f"{r['recall@10']:.3f}",
+            f"{r['mrr']:.3f}",
+            f"{r['ndcg@10']:.3f}",
+            f"{r['latency_p50_ms']:.1f}",
+        ]
+        css = ' class="al-best"' if r["r@10"] == best[r["kind"]] else ""
+        body.append(f"<tr{css}>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells) + "</tr>")
+    return f'<table class="al-table"><tr>{head}</tr>{"".join(body)}</table>'
+
+
+def default_outputs() -> Path:
+    """Where run folders are: $ASSETLIB_OUTPUTS, else ./outputs, else the source tree's outputs/."""
+    configured = os.environ.get("ASSETLIB_OUTPUTS")
+    if configured:
+        return Path(configured).expanduser()
+    here = Path("outputs")
+    if here.is_dir():
+        return here.resolve()
+    return Path(__file__).resolve().parents[1] / "outputs"
