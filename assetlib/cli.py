@@ -232,6 +232,54 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_translate(args: argparse.Namespace) -> int:
+    """Translate English captions to Chinese through Qwen (Batch API, or real time for small sets)."""
+    from assetlib.translate import OUTPUT_NAME, translate_captions
+
+    settings = _settings(args)
+    captions = Path(args.captions)
+    run_dir = Path(args.run_dir) if args.run_dir else captions.parent / "translation_run"
+    report = translate_captions(
+        captions,
+        run_dir,
+        settings,
+        mode=args.mode,
+        dry_run=args.dry_run,
+        output=Path(args.out) if args.out else None,
+        max_wait=args.max_wait,
+    )
+    if report.dry_run:
+        plan = report.dry_run
+        print(
+            f"{plan['requests']} requests in {plan['batch_files']} batch files "
+            f"({plan['already_translated']} of {plan['captions']} captions already translated); "
+            f"estimated tokens: {plan['input_tokens']:,} in, {plan['output_tokens']:,} out "
+            f"(model {plan['model']}); nothing was submitted"
+        )
+        return 0
+    target = report.output or (Path(args.out) if args.out else captions.with_name(OUTPUT_NAME))
+    print(
+        f"{report.already + report.translated} of {report.total} captions translated "
+        f"({report.translated} in this run, {len(report.failed)} failed: {run_dir / 'failed.json'})"
+    )
+    if report.output is None:
+        print(f"batches still running; run the same command again to pick them up (state: {run_dir})")
+        return 1
+    print(f"wrote {target}")
+    return 0 if report.complete else 1
+
+
+def cmd_serve_dashboard(args: argparse.Namespace) -> int:
+    """Serve the Voila dashboard, and the API it calls unless --api-url names one already running."""
+    from assetlib.serve import serve_dashboard
+
+    settings = _settings(args)
+    log_dir = Path(args.log_dir) if args.log_dir else settings.home / "logs"
+    return serve_dashboard(
+        args.host, args.port, args.api_port, args.api_url, log_dir, Path(args.outputs).resolve()
+    )
+
+
 def cmd_serve_api(args: argparse.Namespace) -> int:
     """Serve the REST API with uvicorn (encoders load once and are shared by all requests)."""
     import uvicorn
@@ -317,11 +365,30 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--lr", type=float, default=5e-4)
     train.add_argument("--seed", type=int, default=0)
 
-    serve = sub.add_parser("serve", help="serve the REST API (and, later, the dashboard)")
+    translate = add(sub, "translate", cmd_translate)
+    translate.add_argument("captions", help="English captions JSON {asset id: caption}")
+    translate.add_argument("--run-dir", help="state, requests and results (default: beside the captions)")
+    translate.add_argument("--mode", choices=["batch", "realtime"], default="batch")
+    translate.add_argument("--dry-run", action="store_true", help="count requests and tokens; submit nothing")
+    translate.add_argument(
+        "--out", help="output JSON (default: text_captions_cap3d_cn.json beside the input)"
+    )
+    translate.add_argument(
+        "--max-wait", type=float, help="stop polling after this many seconds (resume later)"
+    )
+
+    serve = sub.add_parser("serve", help="serve the REST API, or the dashboard with the API beside it")
     serve_sub = serve.add_subparsers(dest="serve_command", metavar="SERVE_COMMAND", required=True)
     api = add(serve_sub, "api", cmd_serve_api)
     api.add_argument("--host", default="127.0.0.1")
     api.add_argument("--port", type=int, default=8000)
+    dash = add(serve_sub, "dashboard", cmd_serve_dashboard)
+    dash.add_argument("--host", default="127.0.0.1")
+    dash.add_argument("--port", type=int, default=8866, help="dashboard port (default 8866)")
+    dash.add_argument("--api-port", type=int, default=8000, help="port of the API started beside it")
+    dash.add_argument("--api-url", help="use this running API instead of starting one")
+    dash.add_argument("--outputs", default="outputs", help="run folders; the metrics tab shows the newest")
+    dash.add_argument("--log-dir", help="server logs (default: $ASSETLIB_HOME/logs)")
 
     evaluate = add(sub, "evaluate", cmd_evaluate)
     evaluate.add_argument("--library", help="library folder (default: the demo library)")
@@ -363,6 +430,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from assetlib.encoders.base import EncoderError
     from assetlib.library.gobjaverse import LibraryError
     from assetlib.store.db import DatabaseError
+    from assetlib.translate import TranslationError
 
     args = build_parser().parse_args(argv)
     try:
@@ -375,7 +443,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except DatabaseError as exc:
         print(f"assetlib: database error: {exc}", file=sys.stderr)
         return 3
-    except (LibraryError, EncoderError, ValueError, FileNotFoundError) as exc:
+    except (LibraryError, EncoderError, TranslationError, ValueError, FileNotFoundError) as exc:
         print(f"assetlib: {exc}", file=sys.stderr)
         return 4
     except KeyboardInterrupt:

@@ -41,7 +41,18 @@ class Settings(BaseModel):
     dashscope_api_key: SecretStr | None = None
 
     max_assets: int | None = Field(default=None, ge=1, description="limit on assets read; unset = no limit")
-    translation_batch_size: int = Field(default=1000, ge=1, le=50_000)
+    translation_batch_size: int = Field(default=1000, ge=1, le=50_000, description="requests per batch file")
+    translation_model: str = Field(
+        default="qwen-plus", min_length=1, description="chat model that translates"
+    )
+    translation_poll_seconds: float = Field(
+        default=30.0, gt=0, le=3600, description="first wait between batch polls; backs off to 10 min"
+    )
+    translation_concurrency: int = Field(default=4, ge=1, le=64, description="requests in flight (real-time)")
+    dashscope_compatible_url: str = Field(
+        default="https://dashscope.aliyuncs.com/compatible-mode/v1",
+        description="DashScope's OpenAI-compatible endpoint (Batch API and chat)",
+    )
     embedding_batch_size: int = Field(default=100, ge=1, le=10_000)
     qwen_num_images: int = Field(default=8, ge=1, le=8)
     default_top_k: int = Field(default=10, ge=1, le=1000)
@@ -192,3 +203,15 @@ def _describe(err: Mapping[str, Any]) -> str:
     if field in {"db_password", "dashscope_api_key"}:
         shown = "****"
     return f"{name}: {err['msg']} (got {shown!r})"
+
+
+def settings_environment(settings: Settings) -> dict[str, str]:
+    """Environment variables that reproduce these settings in a child process (secrets included)."""
+    out: dict[str, str] = {}
+    for field, value in settings.model_dump().items():
+        if value is None:
+            continue
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
+        out[env_name(field)] = str(value)
+    return out
