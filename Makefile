@@ -1,23 +1,19 @@
 # The two README commands: `make demo` and `make test`. Everything else is a helper.
 VENV ?= .venv
 BIN := $(VENV)/bin
-ASSETLIB_HOME ?= $(HOME)/.assetlib
-DEMO_MODEL := $(ASSETLIB_HOME)/models/siglip-demo/model
 
 .PHONY: demo test install lint bench-store clean-db
 
 install:
 	scripts/bootstrap.sh
 
-# Until the pipeline runner lands (issue #10), the demo is these stages in order; each reuses its
-# previous output, so a second run takes about a minute.
+# The whole pipeline on the demo library (params/demo.yaml: build, train the demo SigLIP, embed,
+# load PostgreSQL, evaluate; Qwen stages say "skipped: no API key" without DASHSCOPE_API_KEY), then
+# the dashboard and the API, with screenshots of the dashboard saved in the run folder. Each stage
+# reuses what an earlier run built, so a second run takes about a minute. Ctrl-C stops the servers.
 demo: install
-	$(BIN)/assetlib library demo --run-dir outputs/library
-	$(BIN)/assetlib train --name demo
-	$(BIN)/assetlib embed --algorithm siglip:$(DEMO_MODEL) --run-dir outputs/embed
-	$(BIN)/assetlib embed --algorithm e5 --run-dir outputs/embed
-	SIGLIP_MODEL=$(DEMO_MODEL) $(BIN)/assetlib evaluate --run-dir outputs/evaluate
-	$(BIN)/assetlib db check
+	$(BIN)/assetlib run params/demo.yaml
+	$(BIN)/assetlib --params params/demo.yaml serve dashboard --screenshots outputs/latest/screenshots
 
 test: install
 	$(BIN)/ruff check assetlib tests benchmarks

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -232,6 +233,23 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_run(args: argparse.Namespace) -> int:
+    """Run the pipeline's stage notebooks with a params file (papermill), into outputs/<run>/."""
+    from assetlib.pipeline import PipelineError, format_manifest, run_pipeline
+
+    stages = [s for s in (args.stages or "").split(",") if s]
+    try:
+        manifest = run_pipeline(
+            args.params_file, args.outputs, stages, args.resume, execution_timeout=args.timeout
+        )
+    except PipelineError as exc:
+        print(f"assetlib run: {exc}", file=sys.stderr)
+        return 1
+    print(format_manifest(manifest))
+    print(f"manifest: {manifest.path}")
+    return 0
+
+
 def cmd_translate(args: argparse.Namespace) -> int:
     """Translate English captions to Chinese through Qwen (Batch API, or real time for small sets)."""
     from assetlib.translate import OUTPUT_NAME, translate_captions
@@ -271,12 +289,22 @@ def cmd_translate(args: argparse.Namespace) -> int:
 
 def cmd_serve_dashboard(args: argparse.Namespace) -> int:
     """Serve the Voila dashboard, and the API it calls unless --api-url names one already running."""
+    from assetlib.config import settings_environment
     from assetlib.serve import serve_dashboard
 
     settings = _settings(args)
     log_dir = Path(args.log_dir) if args.log_dir else settings.home / "logs"
+    # The API child process gets these settings (from --params too), not only the environment.
+    env = {**os.environ, **settings_environment(settings)}
     return serve_dashboard(
-        args.host, args.port, args.api_port, args.api_url, log_dir, Path(args.outputs).resolve()
+        args.host,
+        args.port,
+        args.api_port,
+        args.api_url,
+        log_dir,
+        Path(args.outputs).resolve(),
+        env=env,
+        screenshots=Path(args.screenshots) if args.screenshots else None,
     )
 
 
@@ -365,6 +393,15 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--lr", type=float, default=5e-4)
     train.add_argument("--seed", type=int, default=0)
 
+    run = add(sub, "run", cmd_run)
+    run.add_argument(
+        "params_file", help="params YAML: settings at the top, `stages:` and `run:` for the runner"
+    )
+    run.add_argument("--stages", help="comma-separated stages to run (default: every configured one)")
+    run.add_argument("--resume", help="continue this run (folder, name under outputs/, or 'latest')")
+    run.add_argument("--outputs", help="folder of run folders (default: run.outputs, else ./outputs)")
+    run.add_argument("--timeout", type=int, help="per-cell execution timeout in seconds (default 3600)")
+
     translate = add(sub, "translate", cmd_translate)
     translate.add_argument("captions", help="English captions JSON {asset id: caption}")
     translate.add_argument("--run-dir", help="state, requests and results (default: beside the captions)")
@@ -389,6 +426,9 @@ def build_parser() -> argparse.ArgumentParser:
     dash.add_argument("--api-url", help="use this running API instead of starting one")
     dash.add_argument("--outputs", default="outputs", help="run folders; the metrics tab shows the newest")
     dash.add_argument("--log-dir", help="server logs (default: $ASSETLIB_HOME/logs)")
+    dash.add_argument(
+        "--screenshots", help="once serving, save dashboard screenshots (Chromium) in this folder"
+    )
 
     evaluate = add(sub, "evaluate", cmd_evaluate)
     evaluate.add_argument("--library", help="library folder (default: the demo library)")

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, ValidationInfo, field_validator
 
 # Keys of a params YAML that belong to the pipeline runner, not to Settings.
 RUNNER_KEYS = frozenset({"stages", "run"})
@@ -59,7 +59,9 @@ class Settings(BaseModel):
 
     # Encoders.
     siglip_model: str = Field(
-        default="google/siglip-base-patch16-224", min_length=1, description="hub id or local directory"
+        default="google/siglip-base-patch16-224",
+        min_length=1,
+        description="hub id, local directory, or trained:<name> (a model assetlib train wrote)",
     )
     qwen_model: str = Field(default="tongyi-embedding-vision-plus", min_length=1)
     qwen_dimension: int | None = Field(default=None, ge=64, le=4096, description="unset = the model's own")
@@ -89,6 +91,16 @@ class Settings(BaseModel):
     @classmethod
     def _expand_home(cls, value: Path) -> Path:
         return value.expanduser()
+
+    @field_validator("siglip_model")
+    @classmethod
+    def _trained_model(cls, value: str, info: ValidationInfo) -> str:
+        # "trained:<name>" names a model `assetlib train --name <name>` wrote under ASSETLIB_HOME, so
+        # params files and the environment need no machine-specific path.
+        if value.startswith("trained:"):
+            home = info.data.get("home") or Path("~/.assetlib").expanduser()
+            return str(Path(home) / "models" / f"siglip-{value.removeprefix('trained:')}" / "model")
+        return value
 
     @field_validator(
         "db_host",

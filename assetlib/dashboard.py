@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import html
+import json
 import logging
 import os
 import time
@@ -65,6 +66,7 @@ CSS = """
 .al-table th, .al-table td { border-bottom: 1px solid #e3e8ee; padding: 3px 8px; text-align: right; }
 .al-table th:nth-child(-n+5), .al-table td:nth-child(-n+5) { text-align: left; }
 .al-table tr.al-best td { font-weight: 600; background: #eef4ff; }
+.al-runs td { text-align: left !important; }
 </style>
 """
 
@@ -446,6 +448,7 @@ class Dashboard:
         from assetlib.evaluate import find_latest_metrics, read_report
 
         path = find_latest_metrics(self.outputs) if self.outputs else None
+        runs = [w.HTML(run_table(m))] if (m := latest_manifest(self.outputs)) else []
         if path is None:
             self.metrics_box.children = [
                 w.HTML(
@@ -454,6 +457,7 @@ class Dashboard:
                         "al-sub",
                     )
                 ),
+                *runs,
                 self.reload_metrics,
             ]
             return
@@ -476,8 +480,50 @@ class Dashboard:
             ),
             w.HTML(metrics_table(report.rows)),
             *figures,
+            *runs,
             self.reload_metrics,
         ]
+
+
+def latest_manifest(outputs: Path | None) -> dict | None:
+    """The manifest of the newest pipeline run under outputs/ (outputs/latest), if any."""
+    if outputs is None:
+        return None
+    path = outputs / "latest" / "manifest.json"
+    if not path.is_file():
+        found = sorted(outputs.glob("*/manifest.json"), key=lambda p: p.stat().st_mtime)
+        path = found[-1] if found else path
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def run_table(manifest: dict) -> str:
+    """The stages of a pipeline run: status, time, and why a stage was skipped or failed."""
+    colours = {"done": "#1b7f3b", "skipped": "#8a6d00", "failed": "#b3261e", "running": "#2f6fde"}
+    rows = []
+    for stage in manifest.get("stages", []):
+        status = stage.get("status", "?")
+        seconds = f"{stage['seconds']:.1f} s" if "seconds" in stage else ""
+        detail = stage.get("error") or stage.get("reason") or ""
+        rows.append(
+            f"<tr><td>{html.escape(stage['name'])}</td>"
+            f'<td style="color:{colours.get(status, "#333")}">{html.escape(status)}</td>'
+            f"<td>{seconds}</td><td>{html.escape(detail)}</td></tr>"
+        )
+    head = (
+        f'<div class="al-sub">pipeline run {html.escape(manifest.get("run", "?"))}: '
+        f"{html.escape(manifest.get('status', '?'))} "
+        f"(started {html.escape(str(manifest.get('created', '')))}, "
+        f"encoders: {html.escape(', '.join(manifest.get('encoders', [])) or '–')})</div>"
+    )
+    return (
+        head
+        + '<table class="al-table al-runs"><tr><th>stage</th><th>status</th><th>time</th><th>note</th></tr>'
+        + "".join(rows)
+        + "</table>"
+    )
 
 
 def metrics_table(rows: list[dict]) -> str:

@@ -198,13 +198,13 @@ class Config:
 
 
 def configs_for(service: SearchService, algorithms: Sequence[str]) -> list[Config]:
-    """Every configuration the usable, stored algorithms support."""
+    """Every configuration the usable, stored algorithms support (an unknown name is a SearchError)."""
     out = []
     for algorithm in algorithms:
         try:
-            encoder = service.encoder(algorithm)
-        except (AlgorithmUnavailable, SearchError) as exc:
-            log.info("evaluation skips %s: %s", algorithm, exc)
+            encoder = service.encoder(algorithm)  # a typo raises SearchError: never skipped silently
+        except AlgorithmUnavailable as exc:
+            log.warning("evaluation skips %s: %s", algorithm, exc)
             continue
         info = encoder.info
         layouts = (

@@ -7,6 +7,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -153,22 +154,51 @@ def warm_up(api_url: str) -> None:
             )
 
 
+def screenshot_in_background(url: str, out_dir: Path) -> threading.Thread:
+    """Take the dashboard screenshots (after a query, with the 3D viewer open) without blocking serving."""
+
+    def take() -> None:
+        from assetlib.browser import BrowserUnavailable, take_dashboard_screenshots
+
+        try:
+            shots = take_dashboard_screenshots(url, out_dir)
+            print(f"screenshots: {', '.join(str(p) for p in shots.values())}", flush=True)
+        except BrowserUnavailable as exc:
+            log.warning("no screenshots: %s", exc)
+        except Exception:
+            log.exception("the dashboard screenshots failed (the servers keep running)")
+
+    thread = threading.Thread(target=take, name="screenshots", daemon=True)
+    thread.start()
+    return thread
+
+
 def serve_dashboard(
-    host: str, port: int, api_port: int, api_url: str | None, log_dir: Path, outputs: Path
+    host: str,
+    port: int,
+    api_port: int,
+    api_url: str | None,
+    log_dir: Path,
+    outputs: Path,
+    env: dict | None = None,
+    screenshots: Path | None = None,
 ) -> int:
     """Start the API (unless `api_url` names a running one) and the dashboard; serve until Ctrl-C."""
     servers: list[Served] = []
+    env = dict(env or os.environ)
     try:
         if api_url is None:
-            api = api_server(host, api_port, log_dir).start(timeout=300)
+            api = api_server(host, api_port, log_dir, env).start(timeout=300)
             servers.append(api)
             api_url = f"http://{host}:{api_port}"
             warm_up(api_url)
-        dashboard = dashboard_server(api_url, host, port, log_dir, outputs).start()
+        dashboard = dashboard_server(api_url, host, port, log_dir, outputs, env).start()
         servers.append(dashboard)
         print(f"API:       {api_url}  (docs: {api_url}/docs)")
         print(f"dashboard: http://{host}:{port}/")
         print(f"logs:      {log_dir}   (Ctrl-C stops both)", flush=True)
+        if screenshots is not None:
+            screenshot_in_background(f"http://{host}:{port}/", screenshots)
         while all(s.process and s.process.poll() is None for s in servers):
             time.sleep(1)
         dead = next(s for s in servers if s.process and s.process.poll() is not None)

@@ -5,9 +5,12 @@ from __future__ import annotations
 import io
 import json
 import os
+import queue
 import signal
 import subprocess
 import sys
+import threading
+import time
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
@@ -213,8 +216,20 @@ def test_the_metrics_tab_shows_the_newest_evaluation(dash, world):
     images = [c for c in dash.metrics_box.children if hasattr(c, "format") and c.format == "png"]
     assert len(images) == 2 and all(i.value[:4] == b"\x89PNG" for i in images)
     newer = _metrics(tmp / "outputs" / "run2" / "05_evaluate")
+    manifest = {
+        "run": "run2",
+        "status": "done",
+        "encoders": ["siglip:demo"],
+        "stages": [
+            {"name": "02_embed_siglip", "status": "done", "seconds": 12.5},
+            {"name": "03_embed_qwen", "status": "skipped", "reason": "skipped: no API key"},
+        ],
+    }
+    (tmp / "outputs" / "run2" / "manifest.json").write_text(json.dumps(manifest))
     dash.show_metrics()
     assert str(newer.parent) in dash.metrics_box.children[0].value
+    runs = dash.metrics_box.children[-2].value  # the pipeline run, above the reload button
+    assert "pipeline run run2" in runs and "skipped: no API key" in runs and "12.5 s" in runs
 
 
 def _not_blank(png: bytes) -> float:
@@ -285,26 +300,41 @@ def test_serve_dashboard_starts_both_and_stops_on_ctrl_c(world, tmp_path):
         [
             *(sys.executable, "-m", "assetlib.cli", "serve", "dashboard", "--port", str(port)),
             *("--api-port", str(api_port), "--outputs", str(tmp / "outputs"), "--log-dir", str(tmp_path)),
+            *("--screenshots", str(tmp_path / "shots")),
         ],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
     )
-    seen = []
+    lines: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(x) for x in process.stdout], daemon=True).start()
+    seen: list[str] = []
+
+    def read_until(marker: str, seconds: float = 240) -> str:
+        """The output so far, once a line starts with `marker` (a hang fails the test, never blocks it)."""
+        deadline = time.monotonic() + seconds
+        while not any(x.startswith(marker) for x in seen) and time.monotonic() < deadline:
+            try:
+                seen.append(lines.get(timeout=1))
+            except queue.Empty:
+                if process.poll() is not None:
+                    break
+        return "".join(seen)
+
     try:
-        for line in process.stdout:
-            seen.append(line)
-            if line.startswith("logs:"):
-                break
-        printed = "".join(seen)
+        printed = read_until("logs:")
         assert f"dashboard: http://127.0.0.1:{port}/" in printed and f"http://127.0.0.1:{api_port}" in printed
         assert "warmed siglip" in printed  # the first visitor does not wait for the model to load
         assert httpx.get(f"http://127.0.0.1:{api_port}/health").json()["counts"]["assets"] == 24
         assert httpx.get(f"http://127.0.0.1:{port}/", timeout=60).status_code == 200
+        printed = read_until("screenshots:")  # they come once the page has answered a query
+        assert "screenshots:" in printed, printed
+        for name in ("dashboard_query.png", "dashboard_viewer.png"):
+            assert Image.open(tmp_path / "shots" / name).size[0] >= 1200
     finally:
         process.send_signal(signal.SIGINT)
-        assert process.wait(timeout=60) == 0, "".join(seen) + process.stdout.read()
+        assert process.wait(timeout=60) == 0, "".join(seen)
     for url in (f"http://127.0.0.1:{api_port}/health", f"http://127.0.0.1:{port}/"):
         with pytest.raises(httpx.ConnectError):
             httpx.get(url)

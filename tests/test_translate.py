@@ -240,7 +240,7 @@ def test_notebook_translates_through_the_fake_and_skips_without_a_key(tmp_path, 
     monkeypatch.setenv("ASSETLIB_HOME", str(tmp_path / "home"))
     params = {"captions_path": str(path), "run_dir": str(tmp_path / "skip")}
     pm.execute_notebook(str(notebook), str(tmp_path / "skip.ipynb"), parameters=params, execution_timeout=300)
-    skipped = json.loads((tmp_path / "skip" / "metrics.json").read_text())
+    skipped = json.loads((tmp_path / "skip" / "stage_metrics.json").read_text())
     assert skipped["status"] == "skipped" and "no API key" in skipped["reason"]
 
     with FakeBatchServer() as fake:
@@ -251,6 +251,6 @@ def test_notebook_translates_through_the_fake_and_skips_without_a_key(tmp_path, 
         pm.execute_notebook(
             str(notebook), str(tmp_path / "run.ipynb"), parameters=params, execution_timeout=300
         )
-    done = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    done = json.loads((tmp_path / "run" / "stage_metrics.json").read_text())
     assert done["status"] == "done" and done["translated"] == 30 and done["failed"] == 0
     assert set(json.loads((tmp_path / OUTPUT_NAME).read_text())) == set(_captions(30))
