@@ -155,7 +155,7 @@ def cmd_embed(args: argparse.Namespace) -> int:
     from assetlib.encoders.registry import get_encoder
     from assetlib.library.gobjaverse import LibrarySource, read_library
     from assetlib.library.stage import default_demo_root
-    from assetlib.store.schema import IndexParams
+    from assetlib.store.schema import index_params_from
 
     settings = _settings(args)
     root = Path(args.library) if args.library else default_demo_root(settings.home)
@@ -179,13 +179,7 @@ def cmd_embed(args: argparse.Namespace) -> int:
         return 0
     from assetlib.store.db import Database
 
-    params = IndexParams(
-        method=settings.vector_index,
-        m=settings.hnsw_m,
-        ef_construction=settings.hnsw_ef_construction,
-        lists=settings.ivfflat_lists,
-        maintenance_work_mem=settings.maintenance_work_mem,
-    )
+    params = index_params_from(settings)
     with Database.open(settings) as db:
         loaded = load_shards(
             db,

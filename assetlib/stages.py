@@ -108,16 +108,10 @@ def populate_database(
     """Load the catalog and every encoder's shards into PostgreSQL, then build the indexes."""
     from assetlib.embed import load_shards
     from assetlib.store.db import Database
-    from assetlib.store.schema import IndexParams
+    from assetlib.store.schema import index_params_from
 
     names = list(encoders) if encoders else stored_shard_encoders(shard_root)
-    params = IndexParams(
-        method=settings.vector_index,
-        m=settings.hnsw_m,
-        ef_construction=settings.hnsw_ef_construction,
-        lists=settings.ivfflat_lists,
-        maintenance_work_mem=settings.maintenance_work_mem,
-    )
+    params = index_params_from(settings)
     results = []
     with Database.open(settings) as db:
         for name in names:
