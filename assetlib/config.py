@@ -80,6 +80,12 @@ class Settings(BaseModel):
     hnsw_ef_search: int = Field(default=100, ge=1, le=1000)
     ivfflat_lists: int | None = Field(default=None, ge=1, le=32768, description="unset = rows/1000")
     ivfflat_probes: int = Field(default=10, ge=1, le=32768)
+    pooled_rerank_factor: int = Field(
+        default=10,
+        ge=1,
+        le=100,
+        description="pooled layout: per-asset candidates per result, re-ranked by view",
+    )
     maintenance_work_mem: str = Field(default="2GB", pattern=r"^\d+\s*(kB|MB|GB)$")
     max_index_memory_fraction: float = Field(
         default=0.6, gt=0, le=0.95, description="refuse index builds larger than this share of RAM"

@@ -312,6 +312,7 @@ class StoreLoad:
     skipped_batches: int
     seconds: float
     indexes: list = field(default_factory=list)
+    refused: str | None = None  # an index the memory guard refused, with its reason
 
 
 def load_shards(
@@ -328,6 +329,7 @@ def load_shards(
     from assetlib.store.load import chunked, load_catalog, load_vectors
     from assetlib.store.schema import (
         IndexParams,
+        IndexTooLarge,
         VectorKind,
         ann_indexes,
         build_indexes,
@@ -384,7 +386,16 @@ def load_shards(
             or result.updated
             or not all(ann_indexes(conn, tables.table(k)) for k in present_kinds(conn, tables))
         ):
-            result.indexes = build_indexes(conn, tables, index_params or IndexParams())  # type: ignore[arg-type]
+            params = index_params or IndexParams()
+            try:
+                result.indexes = build_indexes(conn, tables, params)  # type: ignore[arg-type]
+            except IndexTooLarge as exc:
+                # Too many views for a per-view index in memory: index the rest; searches then use
+                # the pooled layout (per-asset ANN candidates, re-ranked exactly by view).
+                log.warning("%s. Building the other indexes; image searches use the pooled layout", exc)
+                result.refused = str(exc)
+                others = tuple(k for k in VectorKind if k is not VectorKind.VIEW)
+                result.indexes = build_indexes(conn, tables, params, kinds=others)  # type: ignore[arg-type]
         else:
             log.info("%s: nothing changed, indexes kept", encoder_name)
     result.seconds = time.perf_counter() - started

@@ -18,9 +18,18 @@ from assetlib.config import Settings
 from assetlib.encoders.base import Encoder, EncoderUnavailable
 from assetlib.encoders.registry import ALGORITHMS, availability, get_encoder
 from assetlib.store.db import Database
-from assetlib.store.schema import EncoderTables, VectorKind
+from assetlib.store.schema import EncoderTables, VectorKind, ann_indexes
 from assetlib.store.schema import get_encoder as stored_encoder
-from assetlib.store.search import ImageLayout, Mode, SearchTuning, StoreHit, knn, target_kind
+from assetlib.store.search import (
+    ImageLayout,
+    Mode,
+    SearchTuning,
+    StoreHit,
+    choose_layout,
+    knn,
+    knn_pooled,
+    target_kind,
+)
 
 log = logging.getLogger(__name__)
 
@@ -264,15 +273,28 @@ class SearchService:
         if needs_image and not encoder.info.embeds_images:
             raise SearchError(f"{encoder.info.name} embeds text only: use mode text_to_text")
 
-    def _layout(self, encoder: Encoder, requested: str | None = None) -> ImageLayout:
-        """Per-view (max over views) for per-view encoders, the asset vector for fused ones, or as asked."""
+    def _layout(
+        self, encoder: Encoder, requested: str | None = None, conn: object = None, tables: object = None
+    ) -> ImageLayout:
+        """As asked; else the asset vector for fused encoders, and for per-view ones `views` when the view
+        table has an ANN index, `pooled` when only the per-asset table has one (a library too big for a
+        per-view index: the memory guard refused it)."""
         if requested is not None:
-            if encoder.info.fused_views and requested == ImageLayout.VIEWS:
+            if encoder.info.fused_views and requested in (ImageLayout.VIEWS, ImageLayout.POOLED):
                 raise SearchError(
                     f"{encoder.info.name} stores one fused vector per asset, no per-view vectors"
                 )
             return ImageLayout(requested)
-        return ImageLayout.ASSET if encoder.info.fused_views else ImageLayout.VIEWS
+        if encoder.info.fused_views:
+            return ImageLayout.ASSET
+        if conn is None or tables is None:
+            return ImageLayout.VIEWS
+        indexed = {
+            kind
+            for kind in (VectorKind.VIEW, VectorKind.ASSET)
+            if ann_indexes(conn, tables.table(kind))  # type: ignore[attr-defined, arg-type]
+        }
+        return choose_layout(indexed)
 
     def _run(
         self,
@@ -294,17 +316,24 @@ class SearchService:
             ef_search=self.settings.hnsw_ef_search,
             probes=self.settings.ivfflat_probes,
             views_per_asset=self.settings.qwen_num_images,
+            rerank_factor=self.settings.pooled_rerank_factor,
         )
         started = time.perf_counter()
         rankings: dict[str, list[StoreHit]] = {}
         with self.db.connection() as conn:
             tables = self._tables(conn, encoder)
+            chosen = self._layout(encoder, layout, conn, tables)
             for store_mode in modes:
-                kind = target_kind(store_mode, self._layout(encoder, layout))
+                kind = target_kind(store_mode, chosen)
                 caption_language = language if kind is VectorKind.CAPTION and language else None
                 if kind is VectorKind.CAPTION and store_mode is Mode.IMAGE_TO_TEXT:
                     caption_language = None  # an image matches a caption in any language
                 fetch = k * 3 if len(modes) > 1 else k  # fusion needs depth beyond the final k
+                if chosen is ImageLayout.POOLED and kind is VectorKind.ASSET:
+                    rankings[store_mode.value] = knn_pooled(
+                        conn, tables, vector, fetch, high_quality_only=high_quality_only, tuning=tuning
+                    )
+                    continue
                 rankings[store_mode.value] = knn(
                     conn,
                     tables,

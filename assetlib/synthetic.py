@@ -2,12 +2,50 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 if TYPE_CHECKING:
     import psycopg
+
+
+def view_blocks(
+    n_assets: int,
+    views: int,
+    dim: int,
+    seed: int = 0,
+    clusters: int = 100,
+    asset_spread: float = 0.6,
+    view_spread: float = 0.35,
+    block: int | None = None,
+) -> Iterator[tuple[int, np.ndarray]]:
+    """(first asset index, unit vectors (count, views, dim)) blocks of a clustered synthetic library.
+
+    Assets fall into `clusters` groups (categories) and each asset's views lie close together, as
+    real render embeddings do; that makes per-view kNN harder than uniform noise (many near ties).
+    Blocks keep memory bounded, so a million assets × 8 views never has to fit in RAM at once.
+    """
+    rng = np.random.default_rng(seed)
+    centres = cluster_centres(clusters, dim, rng)
+    scale = 1.0 / np.sqrt(dim)
+    step = block or max(1, 2_000_000 // max(1, views * dim))
+    for start in range(0, n_assets, step):
+        count = min(n_assets, start + step) - start
+        base = centres[rng.integers(0, clusters, count)]
+        base += asset_spread * scale * rng.standard_normal((count, dim), dtype=np.float32)
+        out = base[:, None, :] + view_spread * scale * rng.standard_normal(
+            (count, views, dim), dtype=np.float32
+        )
+        out /= np.linalg.norm(out, axis=-1, keepdims=True)
+        yield start, out
+
+
+def cluster_centres(clusters: int, dim: int, rng: np.random.Generator) -> np.ndarray:
+    """Unit cluster centres (the 'categories' of a synthetic library)."""
+    centres = rng.standard_normal((clusters, dim), dtype=np.float32)
+    return centres / np.linalg.norm(centres, axis=1, keepdims=True)
 
 
 def clustered_view_vectors(
@@ -19,27 +57,10 @@ def clustered_view_vectors(
     asset_spread: float = 0.6,
     view_spread: float = 0.35,
 ) -> np.ndarray:
-    """Unit vectors shaped (n_assets, views, dim).
-
-    Assets fall into `clusters` groups (categories) and each asset's views lie close together, as
-    real render embeddings do; that makes per-view kNN harder than uniform noise (many near ties).
-    """
-    rng = np.random.default_rng(seed)
-    centres = rng.standard_normal((clusters, dim), dtype=np.float32)
-    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
-    scale = 1.0 / np.sqrt(dim)
+    """Unit vectors shaped (n_assets, views, dim): all of `view_blocks` in one array."""
     out = np.empty((n_assets, views, dim), dtype=np.float32)
-    step = max(1, 2_000_000 // max(1, views * dim))  # bound temporary memory for 1M-asset runs
-    for start in range(0, n_assets, step):
-        stop = min(n_assets, start + step)
-        count = stop - start
-        base = centres[rng.integers(0, clusters, count)]
-        base += asset_spread * scale * rng.standard_normal((count, dim), dtype=np.float32)
-        block = base[:, None, :] + view_spread * scale * rng.standard_normal(
-            (count, views, dim), dtype=np.float32
-        )
-        block /= np.linalg.norm(block, axis=-1, keepdims=True)
-        out[start:stop] = block
+    for start, block in view_blocks(n_assets, views, dim, seed, clusters, asset_spread, view_spread):
+        out[start : start + len(block)] = block
     return out
 
 

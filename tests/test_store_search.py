@@ -6,6 +6,7 @@ import uuid
 
 import numpy as np
 import pytest
+from psycopg import sql
 
 from assetlib.config import load_settings
 from assetlib.store.db import Database
@@ -24,8 +25,11 @@ from assetlib.store.search import (
     Mode,
     QueryVectorError,
     SearchTuning,
+    choose_layout,
     explain_knn,
     knn,
+    knn_pooled,
+    pooled_sql,
     target_kind,
 )
 from assetlib.synthetic import clustered_view_vectors, exact_per_view_topk, load_synthetic_views
@@ -78,7 +82,8 @@ CASES = [
     for mode in Mode
     for layout in ImageLayout
     for language in (["en", "zh"] if target_kind(mode, layout) is VectorKind.CAPTION else [None])
-    if not (target_kind(mode, layout) is VectorKind.CAPTION and layout is ImageLayout.ASSET)
+    if not (target_kind(mode, layout) is VectorKind.CAPTION and layout is not ImageLayout.VIEWS)
+    and layout is not ImageLayout.POOLED  # pooled = the asset index (tested below) + a re-rank by key
 ]
 
 
@@ -133,6 +138,37 @@ def test_per_view_search_groups_by_asset_with_max_over_views(store):
             scores = [h.score for h in ann]
             assert scores == sorted(scores, reverse=True)
     assert np.mean(recalls) >= 0.9, recalls
+
+
+def test_pooled_layout_reranks_asset_candidates_by_their_best_view(store):
+    db, tables, views = store
+    queries = np.stack([_query(views, i, seed=200) for i in range(0, 300, 10)])
+    truth, _ = exact_per_view_topk(views, queries, 10)
+    recalls, asset_only = [], []
+    with db.connection() as conn:
+        for q, expected in zip(queries, truth, strict=True):
+            hits = knn_pooled(conn, tables, q, 10, tuning=SearchTuning(rerank_factor=10))
+            expected_ids = {f"syn{i:07d}" for i in expected}
+            recalls.append(len({h.asset_id for h in hits} & expected_ids) / 10)
+            means = knn(conn, tables, VectorKind.ASSET, q, 10)
+            asset_only.append(len({h.asset_id for h in means} & expected_ids) / 10)
+            for hit in hits:  # scores and matched views are the exact per-view ones
+                asset = views[int(hit.asset_id[3:])]
+                assert hit.matched_view == int(np.argmax(asset @ q))
+                assert abs(hit.score - float((asset @ q).max())) < 1e-5
+        plan = conn.execute(
+            sql.SQL("EXPLAIN (COSTS OFF) ") + pooled_sql(tables, False),
+            {"q": queries[0], "k": 10, "fetch": 100},
+        ).fetchall()
+    plan_text = "\n".join(r[0] for r in plan)
+    assert f"Index Scan using {tables.prefix}_asset_hnsw" in plan_text and "Seq Scan on emb_" not in plan_text
+    assert np.mean(recalls) >= 0.9 and np.mean(recalls) > np.mean(asset_only), (recalls, asset_only)
+
+
+def test_layout_follows_what_is_indexed():
+    assert choose_layout({VectorKind.VIEW, VectorKind.ASSET}) is ImageLayout.VIEWS
+    assert choose_layout({VectorKind.ASSET}) is ImageLayout.POOLED  # the view index was refused
+    assert choose_layout(set()) is ImageLayout.VIEWS  # nothing indexed: exact per-view, still right
 
 
 def test_hits_carry_catalog_fields(store):

@@ -28,10 +28,16 @@ class Mode(StrEnum):
 
 
 class ImageLayout(StrEnum):
-    """How image vectors are searched: each rendered view (max over views) or one vector per asset."""
+    """How image vectors are searched.
+
+    views: ANN over every rendered view, max per asset; asset: ANN over one mean vector per asset;
+    pooled: ANN over the mean vectors for candidates, then an exact max-over-views re-rank of them
+    (an eighth of the index of `views`, for libraries whose per-view index would not fit in memory).
+    """
 
     VIEWS = "views"
     ASSET = "asset"
+    POOLED = "pooled"
 
 
 def target_kind(mode: Mode, layout: ImageLayout = ImageLayout.VIEWS) -> VectorKind:
@@ -39,6 +45,15 @@ def target_kind(mode: Mode, layout: ImageLayout = ImageLayout.VIEWS) -> VectorKi
     if mode in (Mode.TEXT_TO_TEXT, Mode.IMAGE_TO_TEXT):
         return VectorKind.CAPTION
     return VectorKind.VIEW if layout is ImageLayout.VIEWS else VectorKind.ASSET
+
+
+def choose_layout(indexed: set[VectorKind]) -> ImageLayout:
+    """The layout for a per-view encoder: views when its view table has an ANN index, else pooled."""
+    return (
+        ImageLayout.VIEWS
+        if VectorKind.VIEW in indexed or VectorKind.ASSET not in indexed
+        else ImageLayout.POOLED
+    )
 
 
 @dataclass(frozen=True)
@@ -49,6 +64,7 @@ class SearchTuning:
     probes: int = 10
     views_per_asset: int = 8
     exact: bool = False
+    rerank_factor: int = 10  # pooled layout: candidates per requested result, re-ranked by view
 
 
 @dataclass(frozen=True)
@@ -123,6 +139,52 @@ def knn_sql(
            ORDER BY b.distance, b.asset_id
            LIMIT %(k)s"""
     ).format(view=sub[0], lang=sub[1], q=query, table=tables.ident(kind), where=where)
+
+
+def pooled_sql(tables: EncoderTables, high_quality_only: bool) -> sql.Composed:
+    """Pooled layout: ANN over the per-asset vectors for candidates, then exact max-over-views re-rank.
+
+    The inner query is index-shaped on the asset table; the re-rank reads each candidate's views
+    through the view table's primary key (asset_id, view_index), so no view index is needed.
+    """
+    where = sql.SQL("WHERE high_quality") if high_quality_only else sql.SQL("")
+    query = sql.SQL("%(q)s") if tables.storage == "vector" else sql.SQL("CAST(%(q)s AS halfvec)")
+    return sql.SQL(
+        """WITH nn AS MATERIALIZED (
+               SELECT asset_id FROM {assets} {where} ORDER BY embedding <=> {q} LIMIT %(fetch)s
+           ), best AS (
+               SELECT DISTINCT ON (v.asset_id) v.asset_id, v.view_index, v.embedding <=> {q} AS distance
+               FROM nn CROSS JOIN LATERAL (
+                   SELECT asset_id, view_index, embedding FROM {views} w WHERE w.asset_id = nn.asset_id
+               ) v
+               ORDER BY v.asset_id, distance
+           )
+           SELECT b.asset_id, 1 - b.distance, b.view_index, NULL::text, a.objaverse_uid, a.caption_en,
+                  a.caption_cn, a.glb_path, a.view_count, a.high_quality, (SELECT count(*) FROM nn)
+           FROM best b
+           CROSS JOIN LATERAL (SELECT * FROM assets c WHERE c.asset_id = b.asset_id) a
+           ORDER BY b.distance, b.asset_id
+           LIMIT %(k)s"""
+    ).format(assets=tables.ident(VectorKind.ASSET), views=tables.ident(VectorKind.VIEW), q=query, where=where)
+
+
+def knn_pooled(
+    conn: psycopg.Connection,
+    tables: EncoderTables,
+    query: np.ndarray,
+    k: int,
+    high_quality_only: bool = False,
+    tuning: SearchTuning | None = None,
+) -> list[StoreHit]:
+    """The k nearest assets by their best view, among candidates from the per-asset ANN index."""
+    tuning = tuning or SearchTuning()
+    if k < 1:
+        raise ValueError(f"k must be at least 1, got {k}")
+    params = {"q": _check_query(query, tables.dim), "k": k, "fetch": k * tuning.rerank_factor}
+    rows = _execute(conn, pooled_sql(tables, high_quality_only), tuning, params, high_quality_only)
+    return [
+        StoreHit(r[0], float(r[1]), r[2], r[3], r[4], r[5], r[6], r[7], int(r[8]), bool(r[9])) for r in rows
+    ]
 
 
 def _apply_tuning(conn: psycopg.Connection, tuning: SearchTuning, fetch: int, filtered: bool) -> None:
