@@ -14,6 +14,7 @@ encoder has several (SigLIP: max over views vs mean-pooled; Qwen: its fused mult
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import random
@@ -436,3 +437,86 @@ def read_report(metrics_path: Path) -> EvalReport:
     else:
         report.files.update({name: str(p) for name, p in figures.items() if p.is_file()})
     return report
+
+
+def cached_queries(
+    assets: Sequence[Asset], cache_root: Path, seed: int = 0, max_queries: int = 200
+) -> tuple[QuerySet, Path]:
+    """The benchmark queries of a library, built once (held-out views rendered once) and reused.
+
+    Keyed by the library's asset ids and captions, the seed and the size, so a changed library
+    gets new queries and an unchanged one the same, comparable ones.
+    """
+    digest = hashlib.blake2b(digest_size=8)
+    for asset in sorted(assets, key=lambda a: a.asset_id):
+        digest.update(f"{asset.asset_id}\t{asset.caption_en}\t{asset.caption_cn}\n".encode())
+    folder = cache_root / f"queries-{digest.hexdigest()}-s{seed}-n{max_queries}"
+    path = folder / "queries.json"
+    if path.is_file():
+        log.info("reusing the benchmark queries in %s", folder)
+        return QuerySet.load(path), folder
+    folder.mkdir(parents=True, exist_ok=True)
+    return build_queries(assets, folder, seed=seed, max_queries=max_queries), folder
+
+
+def evaluation_fingerprint(service: SearchService, query_set: QuerySet, configs: Sequence[Config]) -> str:
+    """What an evaluation's results depend on: queries, configurations, encoders, stored vectors,
+    indexes and search settings. Equal fingerprints give equal rankings."""
+    from psycopg import sql
+
+    digest = hashlib.blake2b(digest_size=12)
+    digest.update(json.dumps([asdict(q) for q in query_set.queries], sort_keys=True).encode())
+    digest.update(json.dumps([asdict(c) for c in configs], sort_keys=True).encode())
+    s = service.settings
+    digest.update(
+        f"{s.hnsw_ef_search}/{s.ivfflat_probes}/{s.pooled_rerank_factor}/{s.qwen_num_images}".encode()
+    )
+    with service.db.connection() as conn:
+        for algorithm in sorted({c.algorithm for c in configs}):
+            info = service.encoder(algorithm).info
+            digest.update(f"{info.name}:{info.version}:{info.dim}".encode())
+            batches = conn.execute(
+                "SELECT target, batch_key, batch_hash FROM load_batches WHERE target LIKE %s ORDER BY 1, 2",
+                (f"{info.name}/%",),
+            ).fetchall()
+            digest.update(json.dumps(batches).encode())
+        indexes = conn.execute(
+            sql.SQL("SELECT indexname, indexdef FROM pg_indexes WHERE tablename LIKE 'emb\\_%' ORDER BY 1")
+        ).fetchall()
+        digest.update(json.dumps(indexes).encode())
+    return digest.hexdigest()
+
+
+REPORT_FILES = ("metrics.json", "results.csv", "recall_at_k.png", "per_category.png")
+
+
+def evaluate_cached(
+    service: SearchService,
+    query_set: QuerySet,
+    algorithms: Sequence[str],
+    out_dir: Path,
+    cache_root: Path,
+    progress: bool = True,
+) -> tuple[EvalReport, bool]:
+    """`evaluate`, or its earlier results when nothing it depends on changed; (report, reused)."""
+    import shutil
+
+    configs = configs_for(service, algorithms)
+    cached = cache_root / f"report-{evaluation_fingerprint(service, query_set, configs)}"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if (cached / "metrics.json").is_file():
+        for name in REPORT_FILES:
+            if (cached / name).is_file():
+                shutil.copy2(cached / name, out_dir / name)
+        log.info(
+            "reused the evaluation in %s: same queries, vectors, indexes and settings (its latencies are "
+            "from that run)",
+            cached,
+        )
+        return read_report(out_dir / "metrics.json"), True
+    report = evaluate(service, query_set, algorithms, out_dir, progress=progress)
+    cached.mkdir(parents=True, exist_ok=True)
+    for name in REPORT_FILES:
+        if (out_dir / name).is_file():
+            shutil.copy2(out_dir / name, cached / name)
+    return report, False

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -186,6 +187,8 @@ def serve_dashboard(
     """Start the API (unless `api_url` names a running one) and the dashboard; serve until Ctrl-C."""
     servers: list[Served] = []
     env = dict(env or os.environ)
+    # A `kill` (SIGTERM) stops the children too, as Ctrl-C does, instead of orphaning them.
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
         if api_url is None:
             api = api_server(host, api_port, log_dir, env).start(timeout=300)
@@ -209,3 +212,8 @@ def serve_dashboard(
     finally:
         for server in reversed(servers):
             server.stop()
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _raise_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt

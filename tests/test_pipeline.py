@@ -135,6 +135,8 @@ def test_smoke_pipeline_end_to_end_then_a_failure_resumed(pipeline_env, tmp_path
     again = {s["name"]: s for s in resumed.data["stages"]}
     assert again["04_populate_database"]["finished"] == first_04  # done before: not run again
     assert again["05_evaluate"]["status"] == "done" and _errors(failed_dir / "05_evaluate.ipynb") == []
+    assert stages["05_evaluate"]["metrics"]["reused"] is False
+    assert again["05_evaluate"]["metrics"]["reused"] is True  # same queries, vectors and indexes: reused
     assert again["00_build_library"]["reason"] == "skipped: not selected (--stages)"
     assert len(resumed.data["resumed"]) == 1
 
