@@ -187,8 +187,9 @@ def serve_dashboard(
     """Start the API (unless `api_url` names a running one) and the dashboard; serve until Ctrl-C."""
     servers: list[Served] = []
     env = dict(env or os.environ)
-    # A `kill` (SIGTERM) stops the children too, as Ctrl-C does, instead of orphaning them.
-    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    # Ctrl-C and a `kill` (SIGTERM) both stop the children instead of orphaning them; SIGINT is set
+    # explicitly because a process started in the background by a script inherits it ignored.
+    previous = {sig: signal.signal(sig, _raise_interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         if api_url is None:
             api = api_server(host, api_port, log_dir, env).start(timeout=300)
@@ -212,7 +213,8 @@ def serve_dashboard(
     finally:
         for server in reversed(servers):
             server.stop()
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _raise_interrupt(signum: int, frame: object) -> None:
