@@ -203,6 +203,15 @@ def measure(
     )
 
 
+def line(row: dict, r: Measure, k: int) -> str:
+    """One printed result line."""
+    where = f"{row['index']:<26} {row['knob']:<13} rerank {row['rerank'] or '-':<3} clients {row['clients']}"
+    return (
+        f"  {where}: p50 {r.p50:6.2f}  p95 {r.p95:6.2f}  p99 {r.p99:6.2f} ms  {r.qps:7.1f} q/s  "
+        f"recall@{k} {r.recall:.3f}"
+    )
+
+
 def relation_mb(conn, name: str) -> float:
     """Size of a table or index in MB."""
     return round(
@@ -250,10 +259,13 @@ def main() -> None:
         so_far = time.perf_counter() - started
         print(f"exact per-view truth for {len(queries)} queries ready ({so_far:.0f} s so far)")
 
-        for layout in args.layouts:
-            kind = VectorKind.VIEW if layout == "views" else VectorKind.ASSET
+        groups = [(VectorKind.VIEW, ["views"])] if "views" in args.layouts else []
+        shared = [layout for layout in ("pooled", "asset") if layout in args.layouts]
+        if shared:  # one per-asset index serves both the pooled re-rank and the means alone
+            groups.append((VectorKind.ASSET, shared))
+        for kind, layouts in groups:
             methods = [("hnsw", m, efc) for m in args.m for efc in args.ef_construction]
-            if args.ivfflat and layout != "views":
+            if args.ivfflat and kind is VectorKind.ASSET:
                 methods.append(("ivfflat", None, None))
             for method, m, efc in methods:
                 params = IndexParams(
@@ -263,7 +275,7 @@ def main() -> None:
                     maintenance_work_mem=args.maintenance_work_mem,
                     memory_budget=budget,
                 )
-                label = f"{layout} {method}" + (f" m={m} efc={efc}" if method == "hnsw" else "")
+                suffix = f" m={m} efc={efc}" if method == "hnsw" else ""
                 with db.connection() as conn:
                     for other in VectorKind:
                         if other is not VectorKind.CAPTION:
@@ -271,55 +283,61 @@ def main() -> None:
                     try:
                         build = build_indexes(conn, tables, params, kinds=(kind,))[0]
                     except IndexTooLarge as exc:
-                        print(f"{label}: REFUSED by the memory guard: {exc}")
-                        rows.append({**base, "layout": layout, "index": label, "refused": str(exc)[:200]})
+                        print(f"{kind.value} {method}{suffix}: REFUSED by the memory guard: {exc}")
+                        for layout in layouts:
+                            rows.append(
+                                {
+                                    **base,
+                                    "layout": layout,
+                                    "index": f"{layout} {method}{suffix}",
+                                    "refused": str(exc),
+                                }
+                            )
                         continue
                     index_mb = relation_mb(conn, build.index)
-                print(f"{label}: built in {build.seconds:.1f} s, {index_mb:,} MB")
-                knobs = args.ef_search if method == "hnsw" else args.probes
-                factors = args.rerank if layout == "pooled" else [None]
-                for knob in knobs:
-                    for factor in factors:
-                        tuning = SearchTuning(
-                            ef_search=knob,
-                            probes=knob,
-                            views_per_asset=args.views,
-                            rerank_factor=factor or 10,
-                        )
-                        if layout == "pooled":
-
-                            def search(conn, q, t=tuning):
-                                return knn_pooled(conn, tables, q, args.k, tuning=t)
-                        else:
-
-                            def search(conn, q, t=tuning, kind=kind):
-                                return knn(conn, tables, kind, q, args.k, tuning=t)
-
-                        for clients in args.clients:
-                            r = measure(db, search, queries, truth_ids, args.k, clients)
-                            row = {
-                                **base,
-                                **sizes,
-                                **load,
-                                "layout": layout,
-                                "index": label,
-                                "build_s": round(build.seconds, 1),
-                                "index_mb": index_mb,
-                                "knob": f"{'ef_search' if method == 'hnsw' else 'probes'}={knob}",
-                                "rerank": factor,
-                                "clients": clients,
-                                "p50_ms": r.p50,
-                                "p95_ms": r.p95,
-                                "p99_ms": r.p99,
-                                "qps": r.qps,
-                                f"recall@{args.k}": r.recall,
-                            }
-                            rows.append(row)
-                            print(
-                                f"  {row['knob']:<13} rerank {factor or '-':<3} clients {clients}: "
-                                f"p50 {r.p50:6.2f}  p95 {r.p95:6.2f}  p99 {r.p99:6.2f} ms  {r.qps:7.1f} q/s  "
-                                f"recall@{args.k} {r.recall:.3f}"
+                print(f"{kind.value} {method}{suffix}: built in {build.seconds:.1f} s, {index_mb:,} MB")
+                for layout in layouts:
+                    label = f"{layout} {method}{suffix}"
+                    knobs = args.ef_search if method == "hnsw" else args.probes
+                    factors = args.rerank if layout == "pooled" else [None]
+                    for knob in knobs:
+                        for factor in factors:
+                            tuning = SearchTuning(
+                                ef_search=knob,
+                                probes=knob,
+                                views_per_asset=args.views,
+                                rerank_factor=factor or 10,
                             )
+                            if layout == "pooled":
+
+                                def search(conn, q, t=tuning):
+                                    return knn_pooled(conn, tables, q, args.k, tuning=t)
+                            else:
+
+                                def search(conn, q, t=tuning, kind=kind):
+                                    return knn(conn, tables, kind, q, args.k, tuning=t)
+
+                            for clients in args.clients:
+                                r = measure(db, search, queries, truth_ids, args.k, clients)
+                                row = {
+                                    **base,
+                                    **sizes,
+                                    **load,
+                                    "layout": layout,
+                                    "index": label,
+                                    "build_s": round(build.seconds, 1),
+                                    "index_mb": index_mb,
+                                    "knob": f"{'ef_search' if method == 'hnsw' else 'probes'}={knob}",
+                                    "rerank": factor,
+                                    "clients": clients,
+                                    "p50_ms": r.p50,
+                                    "p95_ms": r.p95,
+                                    "p99_ms": r.p99,
+                                    "qps": r.qps,
+                                    f"recall@{args.k}": r.recall,
+                                }
+                                rows.append(row)
+                                print(line(row, r, args.k))
     name = f"scale_{args.assets}_{args.dim}_{args.storage}"
     args.out_dir.mkdir(parents=True, exist_ok=True)
     write_csv(rows, args.out_dir / f"{name}.csv")
@@ -346,7 +364,8 @@ def plot(rows: list[dict], path: Path, k: int, title: str) -> None:
     ax.set(
         xlabel="p95 latency, 1 client (ms)", ylabel=f"recall@{k} vs exact per-view", title=title, xscale="log"
     )
-    ax.legend(fontsize=8)
+    if ax.lines:
+        ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -320,11 +320,10 @@ def check_index_fits(table: str, rows: int, dim: int, storage: str, params: Inde
     need = estimate_index_bytes(rows, dim, storage, params.method, params.m)
     if need <= params.memory_budget:
         return
-    gb = 1024**3
     options = []
     if storage == "vector":
         half = estimate_index_bytes(rows, dim, "halfvec", params.method, params.m)
-        options.append(f"VECTOR_STORAGE=halfvec (≈ {half / gb:.1f} GB)")
+        options.append(f"VECTOR_STORAGE=halfvec (≈ {_size(half)})")
     if table.endswith("_view"):
         options.append(
             "the pooled layout: search the per-asset table (one mean vector per asset, about 1/8 of the "
@@ -332,13 +331,17 @@ def check_index_fits(table: str, rows: int, dim: int, storage: str, params: Inde
         )
     if params.method == "hnsw":
         ivf = estimate_index_bytes(rows, dim, storage, "ivfflat")
-        options.append(f"VECTOR_INDEX=ivfflat (≈ {ivf / gb:.1f} GB, lower recall at the same speed)")
-    options.append("or raise MAX_INDEX_MEMORY_FRACTION if the machine has nothing else to do")
+        options.append(f"VECTOR_INDEX=ivfflat (≈ {_size(ivf)}, lower recall at the same speed)")
+    options.append("raising MAX_INDEX_MEMORY_FRACTION if the machine has nothing else to do")
     raise IndexTooLarge(
-        f"{params.method} index on {table}: {rows:,} rows × {dim}-d {storage} ≈ {need / gb:.1f} GB, over the "
-        f"{params.memory_budget / gb:.1f} GB allowed (MAX_INDEX_MEMORY_FRACTION of this machine's RAM); "
+        f"{params.method} index on {table}: {rows:,} rows × {dim}-d {storage} ≈ {_size(need)}, over the "
+        f"{_size(params.memory_budget)} allowed (MAX_INDEX_MEMORY_FRACTION of this machine's RAM); "
         "refused before building. Alternatives: " + "; ".join(options)
     )
+
+
+def _size(n: int) -> str:
+    return f"{n / 1024**3:.1f} GB" if n >= 1024**3 else f"{n / 1024**2:.0f} MB"
 
 
 def ivfflat_lists(rows: int) -> int:
