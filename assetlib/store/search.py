@@ -130,14 +130,16 @@ def knn_sql(
            ), best AS (
                SELECT DISTINCT ON (asset_id) asset_id, view_index, language, distance
                FROM nn ORDER BY asset_id, distance
+           ), top AS MATERIALIZED (
+               SELECT * FROM best ORDER BY distance, asset_id LIMIT %(k)s
            )
            SELECT b.asset_id, 1 - b.distance, b.view_index, b.language, a.objaverse_uid, a.caption_en,
                   a.caption_cn, a.glb_path, a.view_count, a.high_quality, (SELECT count(*) FROM nn)
-           FROM best b
-           -- LATERAL: one primary-key lookup per hit, never a scan of the whole catalog.
-           CROSS JOIN LATERAL (SELECT * FROM assets c WHERE c.asset_id = b.asset_id) a
-           ORDER BY b.distance, b.asset_id
-           LIMIT %(k)s"""
+           FROM top b
+           -- One primary-key lookup per hit. LIMIT 1 keeps the planner from flattening this into a
+           -- hash join over the whole catalog (measured: an 88 ms scan of 1M assets per query).
+           CROSS JOIN LATERAL (SELECT * FROM assets c WHERE c.asset_id = b.asset_id LIMIT 1) a
+           ORDER BY b.distance, b.asset_id"""
     ).format(view=sub[0], lang=sub[1], q=query, table=tables.ident(kind), where=where)
 
 
@@ -158,13 +160,14 @@ def pooled_sql(tables: EncoderTables, high_quality_only: bool) -> sql.Composed:
                    SELECT asset_id, view_index, embedding FROM {views} w WHERE w.asset_id = nn.asset_id
                ) v
                ORDER BY v.asset_id, distance
+           ), top AS MATERIALIZED (
+               SELECT * FROM best ORDER BY distance, asset_id LIMIT %(k)s
            )
            SELECT b.asset_id, 1 - b.distance, b.view_index, NULL::text, a.objaverse_uid, a.caption_en,
                   a.caption_cn, a.glb_path, a.view_count, a.high_quality, (SELECT count(*) FROM nn)
-           FROM best b
-           CROSS JOIN LATERAL (SELECT * FROM assets c WHERE c.asset_id = b.asset_id) a
-           ORDER BY b.distance, b.asset_id
-           LIMIT %(k)s"""
+           FROM top b
+           CROSS JOIN LATERAL (SELECT * FROM assets c WHERE c.asset_id = b.asset_id LIMIT 1) a
+           ORDER BY b.distance, b.asset_id"""
     ).format(assets=tables.ident(VectorKind.ASSET), views=tables.ident(VectorKind.VIEW), q=query, where=where)
 
 
