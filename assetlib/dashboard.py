@@ -20,6 +20,7 @@ from typing import Any
 import ipywidgets as w
 
 from assetlib.api_client import ApiClient, ApiError
+from assetlib.evaluate import COMPARISON_COLUMNS, comparison_cells
 from assetlib.search import detect_language
 from assetlib.viewer import ModelViewer, ViewerUnavailable
 
@@ -531,37 +532,11 @@ def metrics_table(rows: list[dict]) -> str:
     best: dict[str, float] = {}
     for row in rows:
         best[row["kind"]] = max(best.get(row["kind"], 0.0), row["r@10"])
-    columns = [
-        "algorithm",
-        "queries",
-        "mode",
-        "layout",
-        "lang",
-        "r@1",
-        "r@5",
-        "r@10",
-        "recall@10",
-        "MRR",
-        "nDCG@10",
-        "p50 ms",
-    ]
-    head = "".join(f"<th>{c}</th>" for c in columns)
+    head = "".join(f"<th>{c}</th>" for c in COMPARISON_COLUMNS)
     body = []
     for r in rows:
-        cells = [
-            r["algorithm"],
-            r["kind"],
-            MODE_NAMES.get(r["mode"], r["mode"]),
-            r.get("layout") or "–",
-            r.get("language") or "–",
-            f"{r['r@1']:.3f}",
-            f"{r['r@5']:.3f}",
-            f"{r['r@10']:.3f}",
-            f"{r['recall@10']:.3f}",
-            f"{r['mrr']:.3f}",
-            f"{r['ndcg@10']:.3f}",
-            f"{r['latency_p50_ms']:.1f}",
-        ]
+        cells = comparison_cells(r)
+        cells[2] = MODE_NAMES.get(r["mode"], r["mode"])  # readable mode names on the page
         css = ' class="al-best"' if r["r@10"] == best[r["kind"]] else ""
         body.append(f"<tr{css}>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells) + "</tr>")
     return f'<table class="al-table"><tr>{head}</tr>{"".join(body)}</table>'

@@ -389,31 +389,41 @@ def _best_per_algorithm(rows: list[dict], kind: str, mode: str) -> list[str]:
     return [r["label"] for r in best.values()]
 
 
+COMPARISON_COLUMNS = (
+    "algorithm",
+    "queries",
+    "mode",
+    "layout",
+    "lang",
+    "r@1",
+    "r@5",
+    "r@10",
+    "recall@10",
+    "MRR",
+    "mAP",
+    "nDCG@10",
+    "p50 ms",
+)
+
+
+def comparison_cells(row: dict) -> list[str]:
+    """One row of the comparison, formatted, in COMPARISON_COLUMNS order (Markdown and the dashboard)."""
+    metrics = [f"{row[k]:.3f}" for k in ("r@1", "r@5", "r@10", "recall@10", "mrr", "map", "ndcg@10")]
+    return [
+        row["algorithm"],
+        row["kind"],
+        row["mode"],
+        row.get("layout") or "–",
+        row.get("language") or "–",
+        *metrics,
+        f"{row['latency_p50_ms']:.1f}",
+    ]
+
+
 def comparison_table(rows: list[dict]) -> str:
     """The comparison as a Markdown table (for notebooks, notes and the README)."""
-    columns = [
-        "algorithm",
-        "queries",
-        "mode",
-        "layout",
-        "lang",
-        "r@1",
-        "r@5",
-        "r@10",
-        "recall@10",
-        "MRR",
-        "mAP",
-        "nDCG@10",
-        "p50 ms",
-    ]
-    lines = ["| " + " | ".join(columns) + " |", "|" + " --- |" * len(columns)]
-    for r in rows:
-        lines.append(
-            f"| {r['algorithm']} | {r['kind']} | {r['mode']} | {r['layout'] or '–'} | {r['language'] or '–'} "
-            "| "
-            f"{r['r@1']:.3f} | {r['r@5']:.3f} | {r['r@10']:.3f} | {r['recall@10']:.3f} | {r['mrr']:.3f} | "
-            f"{r['map']:.3f} | {r['ndcg@10']:.3f} | {r['latency_p50_ms']:.1f} |"
-        )
+    lines = ["| " + " | ".join(COMPARISON_COLUMNS) + " |", "|" + " --- |" * len(COMPARISON_COLUMNS)]
+    lines += ["| " + " | ".join(comparison_cells(r)) + " |" for r in rows]
     return "\n".join(lines)
 
 

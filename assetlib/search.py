@@ -49,6 +49,9 @@ class SearchMode(StrEnum):
     FUSED = "fused"
 
 
+LAYOUT_TTL_S = 60.0  # how long the image layout chosen from the store's indexes is trusted
+
+
 class SearchError(ValueError):
     """A query that cannot be served as asked (bad mode for the algorithm, empty query…)."""
 
@@ -126,6 +129,7 @@ class SearchService:
         self.db = db or Database.open(settings)
         self._lock = threading.Lock()
         self._encoders: dict[str, Encoder] = {}
+        self._layouts: dict[str, tuple[float, ImageLayout]] = {}
 
     def close(self) -> None:
         """Close the database pool."""
@@ -289,12 +293,19 @@ class SearchService:
             return ImageLayout.ASSET
         if conn is None or tables is None:
             return ImageLayout.VIEWS
+        # Which tables are indexed changes only when vectors are loaded: look it up once a minute,
+        # not with two catalog queries on every search.
+        cached = self._layouts.get(encoder.info.name)
+        if cached is not None and time.monotonic() - cached[0] < LAYOUT_TTL_S:
+            return cached[1]
         indexed = {
             kind
             for kind in (VectorKind.VIEW, VectorKind.ASSET)
             if ann_indexes(conn, tables.table(kind))  # type: ignore[attr-defined, arg-type]
         }
-        return choose_layout(indexed)
+        chosen = choose_layout(indexed)
+        self._layouts[encoder.info.name] = (time.monotonic(), chosen)
+        return chosen
 
     def _run(
         self,

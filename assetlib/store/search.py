@@ -185,6 +185,11 @@ def knn_pooled(
         raise ValueError(f"k must be at least 1, got {k}")
     params = {"q": _check_query(query, tables.dim), "k": k, "fetch": k * tuning.rerank_factor}
     rows = _execute(conn, pooled_sql(tables, high_quality_only), tuning, params, high_quality_only)
+    return _hits(rows)
+
+
+def _hits(rows: list[tuple]) -> list[StoreHit]:
+    """StoreHits from the rows of a kNN statement (both layouts select the same columns)."""
     return [
         StoreHit(r[0], float(r[1]), r[2], r[3], r[4], r[5], r[6], r[7], int(r[8]), bool(r[9])) for r in rows
     ]
@@ -261,9 +266,7 @@ def knn(
         len(rows),
         elapsed_ms,
     )
-    return [
-        StoreHit(r[0], float(r[1]), r[2], r[3], r[4], r[5], r[6], r[7], int(r[8]), bool(r[9])) for r in rows
-    ]
+    return _hits(rows)
 
 
 def explain_knn(
