@@ -12,7 +12,7 @@ import pytest
 
 from assetlib.cli import main
 from assetlib.config import load_settings
-from assetlib.store.db import Database, DatabaseUnavailable, stop_embedded
+from assetlib.store.db import Database, DatabaseUnavailable, embedded_server_settings, stop_embedded
 from assetlib.store.report import DatabaseReport, database_report
 from assetlib.store.schema import MIGRATIONS
 
@@ -57,11 +57,15 @@ CONCURRENT_OPEN = textwrap.dedent(
     settings = load_settings(environ={}, home=sys.argv[1])
     with Database.open(settings) as db, db.connection() as conn:
         print(conn.execute("SELECT count(*) FROM schema_migrations").fetchone()[0])
+        # shared_buffers in bytes: the tuned value only once the first process restarted the server.
+        row = conn.execute("SELECT setting::bigint * 8192 FROM pg_settings WHERE name = 'shared_buffers'")
+        print(row.fetchone()[0])
     """
 )
 
 
 def test_concurrent_processes_share_one_fresh_embedded_server():
+    tuned_shared_buffers = int(embedded_server_settings()["shared_buffers"].removesuffix("MB")) * 1024 * 1024
     with tempfile.TemporaryDirectory(prefix="alc-") as home:
         procs = [
             subprocess.Popen(
@@ -76,7 +80,10 @@ def test_concurrent_processes_share_one_fresh_embedded_server():
         try:
             for proc, (out, err) in zip(procs, outputs, strict=True):
                 assert proc.returncode == 0, err[-3000:]
-                assert out.strip() == str(len(MIGRATIONS))  # migrated once, not once per process
+                migrations, shared_buffers = out.split()
+                assert migrations == str(len(MIGRATIONS))  # migrated once, not once per process
+                # Every process saw the tuned server: none joined before the first one's restart.
+                assert int(shared_buffers) == tuned_shared_buffers
             # The last process to leave stopped the server.
             assert not (Path(home) / "pgdata" / "postmaster.pid").exists()
         finally:

