@@ -72,14 +72,27 @@ class Settings(BaseModel):
     dashscope_base_url: str | None = Field(default=None, description="unset = DashScope's own endpoint")
     embedding_shard_size: int = Field(default=256, ge=1, le=100_000, description="assets per shard")
 
-    # Vector store layout. Defaults are revisited by the million-asset benchmark.
-    vector_index: Literal["hnsw", "ivfflat"] = "hnsw"
-    vector_storage: Literal["vector", "halfvec"] = "vector"
+    # Vector store layout, chosen by benchmarks/scale_bench.py (README "Search at a million assets").
+    image_layout: Literal["pooled", "views"] = Field(
+        default="pooled",
+        description="per-view encoders: pooled = ANN over per-asset means, then an exact re-rank by "
+        "view (no per-view index); views = an ANN index over every view",
+    )
+    vector_index: Literal["auto", "hnsw", "ivfflat"] = Field(
+        default="auto",
+        description="auto = HNSW, except IVFFlat on per-asset tables of IVFFLAT_MIN_ROWS or more",
+    )
+    # halfvec: half the memory of vector for the same recall@10 (measured at 100k); at 1M x 8 x 768
+    # a `vector` view table alone (32 GB) would not fit a 24 GB machine.
+    vector_storage: Literal["vector", "halfvec"] = "halfvec"
     hnsw_m: int = Field(default=16, ge=2, le=100)
     hnsw_ef_construction: int = Field(default=64, ge=4, le=1000)
     hnsw_ef_search: int = Field(default=100, ge=1, le=1000)
     ivfflat_lists: int | None = Field(default=None, ge=1, le=32768, description="unset = rows/1000")
-    ivfflat_probes: int = Field(default=10, ge=1, le=32768)
+    ivfflat_probes: int = Field(default=5, ge=1, le=32768)
+    ivfflat_min_rows: int = Field(
+        default=500_000, ge=1, description="auto: per-asset tables with this many rows get IVFFlat"
+    )
     pooled_rerank_factor: int = Field(
         default=10,
         ge=1,

@@ -333,6 +333,7 @@ def load_shards(
         VectorKind,
         ann_indexes,
         build_indexes,
+        drop_indexes,
         ensure_encoder,
         present_kinds,
     )
@@ -381,20 +382,26 @@ def load_shards(
                 result.inserted += loaded.inserted
                 result.updated += loaded.updated
                 result.skipped_batches += loaded.skipped
+        params = index_params or IndexParams()
+        # Under the pooled image layout the per-asset index serves image searches; a per-view index
+        # (8x the rows) would cost build time and memory for nothing.
+        kinds = tuple(k for k in VectorKind if params.index_views or k is not VectorKind.VIEW)  # type: ignore[attr-defined]
+        if VectorKind.VIEW not in kinds and ann_indexes(conn, tables.table(VectorKind.VIEW)):
+            log.info("%s: dropping the per-view index, unused under IMAGE_LAYOUT=pooled", encoder_name)
+            drop_indexes(conn, tables.table(VectorKind.VIEW))
         if (
             result.inserted
             or result.updated
-            or not all(ann_indexes(conn, tables.table(k)) for k in present_kinds(conn, tables))
+            or not all(ann_indexes(conn, tables.table(k)) for k in present_kinds(conn, tables) if k in kinds)
         ):
-            params = index_params or IndexParams()
             try:
-                result.indexes = build_indexes(conn, tables, params)  # type: ignore[arg-type]
+                result.indexes = build_indexes(conn, tables, params, kinds=kinds)  # type: ignore[arg-type]
             except IndexTooLarge as exc:
                 # Too many views for a per-view index in memory: index the rest; searches then use
                 # the pooled layout (per-asset ANN candidates, re-ranked exactly by view).
                 log.warning("%s. Building the other indexes; image searches use the pooled layout", exc)
                 result.refused = str(exc)
-                others = tuple(k for k in VectorKind if k is not VectorKind.VIEW)
+                others = tuple(k for k in kinds if k is not VectorKind.VIEW)
                 result.indexes = build_indexes(conn, tables, params, kinds=others)  # type: ignore[arg-type]
         else:
             log.info("%s: nothing changed, indexes kept", encoder_name)

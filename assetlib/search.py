@@ -303,7 +303,7 @@ class SearchService:
             for kind in (VectorKind.VIEW, VectorKind.ASSET)
             if ann_indexes(conn, tables.table(kind))  # type: ignore[attr-defined, arg-type]
         }
-        chosen = choose_layout(indexed)
+        chosen = choose_layout(indexed, ImageLayout(self.settings.image_layout))
         self._layouts[encoder.info.name] = (time.monotonic(), chosen)
         return chosen
 

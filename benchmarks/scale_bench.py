@@ -41,6 +41,7 @@ from assetlib.store.schema import (
     drop_encoder,
     drop_indexes,
     ensure_encoder,
+    ivfflat_lists,
     physical_memory,
 )
 from assetlib.store.search import SearchTuning, knn, knn_pooled
@@ -63,8 +64,13 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--ef-search", type=int, nargs="+", default=[40, 100, 200])
     p.add_argument("--rerank", type=int, nargs="+", default=[5, 10, 20], help="pooled: candidates per result")
     p.add_argument("--methods", nargs="+", choices=["hnsw", "ivfflat"], default=["hnsw"])
-    p.add_argument("--prewarm", action="store_true", help="read the view table once so re-ranks hit memory")
+    p.add_argument(
+        "--prewarm",
+        action="store_true",
+        help="read the tables once, and each new index into shared buffers, so the figures are warm",
+    )
     p.add_argument("--probes", type=int, nargs="+", default=[10, 30])
+    p.add_argument("--lists", type=int, nargs="+", default=[0], help="IVFFlat lists (0 = rows/1000)")
     p.add_argument("--queries", type=int, default=200)
     p.add_argument("--clients", type=int, nargs="+", default=[1, 8])
     p.add_argument("--k", type=int, default=10)
@@ -77,14 +83,15 @@ def parse_args() -> argparse.Namespace:
     return p.parse_args()
 
 
-def make_queries(args: argparse.Namespace) -> np.ndarray:
+def make_queries(args: argparse.Namespace, count: int | None = None, offset: int = 10_000) -> np.ndarray:
     """Queries shaped like the library: new objects of its categories (mean of views of an unseen asset)."""
     rng = np.random.default_rng(args.seed)  # the library's own centres: same seed, drawn first
     centres = cluster_centres(args.clusters, args.dim, rng)
-    q_rng = np.random.default_rng(args.seed + 10_000)
+    q_rng = np.random.default_rng(args.seed + offset)
     scale = 1.0 / np.sqrt(args.dim)
-    q = centres[q_rng.integers(0, args.clusters, args.queries)]
-    q = q + 0.6 * scale * q_rng.standard_normal((args.queries, args.dim), dtype=np.float32)
+    count = args.queries if count is None else count
+    q = centres[q_rng.integers(0, args.clusters, count)]
+    q = q + 0.6 * scale * q_rng.standard_normal((count, args.dim), dtype=np.float32)
     return (q / np.linalg.norm(q, axis=1, keepdims=True)).astype(np.float32)
 
 
@@ -169,9 +176,15 @@ class Measure:
 
 
 def measure(
-    db: Database, search, queries: np.ndarray, truth: list[set[str]], k: int, clients: int
+    db: Database,
+    search,
+    queries: np.ndarray,
+    truth: list[set[str]],
+    k: int,
+    clients: int,
+    warmup: np.ndarray,
 ) -> Measure:
-    """Run every query (each client takes its share) and time each one."""
+    """Run every query (each client takes its share) and time each one, after untimed warm-up queries."""
     latencies: list[float] = []
     recalls: list[float] = []
     lock = threading.Lock()
@@ -186,8 +199,10 @@ def measure(
                     latencies.append(ms)
                     recalls.append(len({h.asset_id for h in hits} & truth[i]) / k)
 
-    with db.connection() as conn:  # warm the cache and the plans
-        for q in queries[:20]:
+    # Warm the plans and the index's upper levels with other queries than the measured ones, so
+    # the order in which configurations run does not decide their figures.
+    with db.connection() as conn:
+        for q in warmup:
             search(conn, q)
     parts = [range(c, len(queries), clients) for c in range(clients)]
     threads = [threading.Thread(target=client, args=(p,)) for p in parts]
@@ -235,6 +250,7 @@ def main() -> None:
     encoder = f"bench:{args.assets}x{args.views}x{args.dim}-{args.storage}"
     budget = int(args.memory_fraction * physical_memory())
     queries = make_queries(args)
+    warmup = make_queries(args, count=50, offset=20_000)
     truth = TruthAccumulator(queries, args.k)
     rows: list[dict] = []
     base = {"assets": args.assets, "views": args.views, "dim": args.dim, "storage": args.storage}
@@ -297,16 +313,18 @@ def main() -> None:
                 else []
             )
             if "ivfflat" in args.methods and kind is VectorKind.ASSET:
-                methods.append(("ivfflat", None, None))
-            for method, m, efc in methods:
+                methods += [("ivfflat", lists or ivfflat_lists(args.assets), None) for lists in args.lists]
+            for method, size, efc in methods:  # size: HNSW m, or IVFFlat lists
+                hnsw = method == "hnsw"
                 params = IndexParams(
                     method=method,
-                    m=m or 16,
+                    m=size if hnsw else 16,
                     ef_construction=efc or 64,
+                    lists=None if hnsw else size,
                     maintenance_work_mem=args.maintenance_work_mem,
                     memory_budget=budget,
                 )
-                suffix = f" m={m} efc={efc}" if method == "hnsw" else ""
+                suffix = f" m={size} efc={efc}" if hnsw else f" lists={size}"
                 with db.connection() as conn:
                     for other in VectorKind:
                         if other is not VectorKind.CAPTION:
@@ -326,6 +344,9 @@ def main() -> None:
                             )
                         continue
                     index_mb = relation_mb(conn, build.index)
+                    if args.prewarm:
+                        conn.execute("CREATE EXTENSION IF NOT EXISTS pg_prewarm")
+                        conn.execute("SELECT pg_prewarm(%s::regclass)", (build.index,))
                 print(f"{kind.value} {method}{suffix}: built in {build.seconds:.1f} s, {index_mb:,} MB")
                 for layout in layouts:
                     label = f"{layout} {method}{suffix}"
@@ -349,7 +370,7 @@ def main() -> None:
                                     return knn(conn, tables, kind, q, args.k, tuning=t)
 
                             for clients in args.clients:
-                                r = measure(db, search, queries, truth_ids, args.k, clients)
+                                r = measure(db, search, queries, truth_ids, args.k, clients, warmup)
                                 row = {
                                     **base,
                                     **sizes,

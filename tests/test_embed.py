@@ -22,7 +22,7 @@ from assetlib.library.demo import write_demo_library
 from assetlib.library.gobjaverse import LibrarySource, read_library
 from assetlib.library.images import load_rgb
 from assetlib.library.render import RenderSettings
-from assetlib.store.schema import VectorKind, get_encoder
+from assetlib.store.schema import IndexParams, VectorKind, ann_indexes, get_encoder
 
 N_ASSETS = 24
 
@@ -81,6 +81,22 @@ def test_loading_shards_gives_one_vector_per_key_and_is_idempotent(library, sigl
             VectorKind.VIEW: N_ASSETS * 8,
             VectorKind.ASSET: N_ASSETS,
         }
+
+
+def test_the_per_view_index_follows_the_image_layout(library, siglip_dir, tmp_path, db):
+    _, assets = library
+    encoder = SiglipEncoder(str(siglip_dir), batch_size=16)
+    embed_assets(assets, encoder, tmp_path, shard_size=10, progress=False)
+    name = encoder.info.name
+    every_view = IndexParams(index_views=True)  # IMAGE_LAYOUT=views
+    views = load_shards(db, tmp_path, name, assets, index_params=every_view, progress=False)
+    assert {b.table.rsplit("_", 1)[-1] for b in views.indexes} == {"caption", "view", "asset"}
+    pooled = load_shards(db, tmp_path, name, assets, index_params=IndexParams(), progress=False)
+    assert pooled.indexes == []  # nothing changed: nothing rebuilt...
+    with db.connection() as conn:
+        tables = get_encoder(conn, name)
+        assert ann_indexes(conn, tables.table(VectorKind.VIEW)) == []  # ...but the unused view index went
+        assert ann_indexes(conn, tables.table(VectorKind.ASSET))
 
 
 KILLABLE = textwrap.dedent(

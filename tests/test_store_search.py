@@ -19,6 +19,7 @@ from assetlib.store.schema import (
     build_indexes,
     ensure_encoder,
     estimate_index_bytes,
+    index_params_from,
 )
 from assetlib.store.search import (
     ImageLayout,
@@ -165,9 +166,14 @@ def test_pooled_layout_reranks_asset_candidates_by_their_best_view(store):
     assert np.mean(recalls) >= 0.9 and np.mean(recalls) > np.mean(asset_only), (recalls, asset_only)
 
 
-def test_layout_follows_what_is_indexed():
-    assert choose_layout({VectorKind.VIEW, VectorKind.ASSET}) is ImageLayout.VIEWS
-    assert choose_layout({VectorKind.ASSET}) is ImageLayout.POOLED  # the view index was refused
+def test_layout_follows_the_setting_and_what_is_indexed():
+    both = {VectorKind.VIEW, VectorKind.ASSET}
+    assert choose_layout(both) is ImageLayout.POOLED  # the default (IMAGE_LAYOUT=pooled)
+    assert choose_layout(both, ImageLayout.VIEWS) is ImageLayout.VIEWS
+    assert (
+        choose_layout({VectorKind.ASSET}, ImageLayout.VIEWS) is ImageLayout.POOLED
+    )  # the view index was refused
+    assert choose_layout({VectorKind.VIEW}) is ImageLayout.VIEWS  # no per-asset index (yet)
     assert choose_layout(set()) is ImageLayout.VIEWS  # nothing indexed: exact per-view, still right
 
 
@@ -210,6 +216,37 @@ def test_halfvec_and_ivfflat_layouts_use_their_index(db, storage, method):
         exact = knn(conn, tables, VectorKind.VIEW, q, 10, tuning=SearchTuning(exact=True, views_per_asset=4))
         assert hits[0].asset_id == exact[0].asset_id == "syn0000007"
         assert len({h.asset_id for h in hits} & {h.asset_id for h in exact}) >= 8
+
+
+@pytest.mark.parametrize(("min_rows", "asset_method"), [(1000, "ivfflat"), (2000, "hnsw")])
+def test_auto_index_uses_ivfflat_only_on_large_per_asset_tables(db, min_rows, asset_method):
+    views = clustered_view_vectors(1500, 4, DIM, seed=4)
+    name = f"test:auto{min_rows}"
+    with db.connection() as conn:
+        load_synthetic_views(conn, name, views, batch_assets=1500, storage="halfvec")
+        tables = ensure_encoder(conn, name, DIM)
+        pooled = views.mean(axis=1)
+        pooled /= np.linalg.norm(pooled, axis=1, keepdims=True)
+        load_vectors(conn, tables, VectorKind.ASSET, [f"syn{i:07d}" for i in range(1500)], pooled, "pooled")
+        auto = IndexParams(lists=20, ivfflat_min_rows=min_rows)  # method "auto" is the default
+        assert auto.method == "auto"
+        builds = build_indexes(conn, tables, auto, kinds=(VectorKind.VIEW, VectorKind.ASSET))
+        assert {b.index: b.method for b in builds} == {
+            f"{tables.prefix}_view_hnsw": "hnsw",  # 6,000 view rows, still HNSW: auto never moves views
+            f"{tables.prefix}_asset_{asset_method}": asset_method,
+        }
+        hits = knn_pooled(conn, tables, _query(views, 9), 10, tuning=SearchTuning(probes=20))
+    assert hits[0].asset_id == "syn0000009"
+
+
+def test_the_settings_defaults_are_the_measured_ones():
+    settings = load_settings(environ={})
+    # README "Search at a million assets": halfvec storage, auto index (IVFFlat on per-asset
+    # tables from 500k rows), 5 probes and 10 candidates per result for the pooled re-rank.
+    assert (settings.vector_storage, settings.vector_index) == ("halfvec", "auto")
+    assert (settings.ivfflat_probes, settings.pooled_rerank_factor) == (5, 10)
+    params = index_params_from(settings)
+    assert params.method == "auto" and params.ivfflat_min_rows == 500_000
 
 
 def test_an_index_that_would_not_fit_is_refused_before_anything_changes(store):

@@ -47,8 +47,13 @@ def target_kind(mode: Mode, layout: ImageLayout = ImageLayout.VIEWS) -> VectorKi
     return VectorKind.VIEW if layout is ImageLayout.VIEWS else VectorKind.ASSET
 
 
-def choose_layout(indexed: set[VectorKind]) -> ImageLayout:
-    """The layout for a per-view encoder: views when its view table has an ANN index, else pooled."""
+def choose_layout(indexed: set[VectorKind], preferred: ImageLayout = ImageLayout.POOLED) -> ImageLayout:
+    """The layout for a per-view encoder: the preferred one when its table is indexed, else the indexed one.
+
+    Nothing indexed means `views`: an exact per-view scan, slow at scale but still right.
+    """
+    if preferred is ImageLayout.POOLED and VectorKind.ASSET in indexed:
+        return ImageLayout.POOLED
     return (
         ImageLayout.VIEWS
         if VectorKind.VIEW in indexed or VectorKind.ASSET not in indexed
