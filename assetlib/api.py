@@ -7,6 +7,8 @@ model_url) and adds query-by-3D-model, asset pages for thumbnails, views and GLB
 
 import logging
 import tempfile
+import threading
+import time
 from contextlib import asynccontextmanager
 from enum import StrEnum
 from pathlib import Path
@@ -183,6 +185,25 @@ async def _read_capped(upload: UploadFile, limit: int) -> bytes:
     return data
 
 
+def _prewarm(db: Database) -> None:
+    """Read the ANN indexes into memory; a failure only costs speed, so it is logged, not raised."""
+    from assetlib.store.schema import prewarm_indexes
+
+    started = time.perf_counter()
+    try:
+        with db.connection() as conn:
+            done = prewarm_indexes(conn)
+    except Exception as exc:  # the API serves either way (the pool may be closing)
+        log.warning("index prewarm stopped: %s", exc)
+        return
+    log.info(
+        "prewarmed %d ANN indexes (%.0f MB) in %.1fs",
+        len(done),
+        sum(p.mb for p in done),
+        time.perf_counter() - started,
+    )
+
+
 def create_app(settings: Settings | None = None, service: SearchService | None = None) -> FastAPI:
     """The FastAPI app; one SearchService (encoders, pool) shared by every request."""
     state: dict[str, SearchService] = {}
@@ -194,6 +215,9 @@ def create_app(settings: Settings | None = None, service: SearchService | None =
         else:
             resolved = settings or load_settings()
             state["service"] = SearchService(resolved, Database.open(resolved))
+            # Read the ANN indexes into memory beside serving, so early queries at scale are not
+            # paid for with cold reads (a test's own service skips this).
+            threading.Thread(target=_prewarm, args=(state["service"].db,), daemon=True).start()
         yield
         if service is None:
             state["service"].db.close()

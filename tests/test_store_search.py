@@ -20,6 +20,7 @@ from assetlib.store.schema import (
     ensure_encoder,
     estimate_index_bytes,
     index_params_from,
+    prewarm_indexes,
 )
 from assetlib.store.search import (
     ImageLayout,
@@ -237,6 +238,26 @@ def test_auto_index_uses_ivfflat_only_on_large_per_asset_tables(db, min_rows, as
         }
         hits = knn_pooled(conn, tables, _query(views, 9), 10, tuning=SearchTuning(probes=20))
     assert hits[0].asset_id == "syn0000009"
+
+
+def test_prewarm_reads_every_ann_index_into_shared_buffers(store):
+    db, tables, _ = store
+    with db.connection() as conn:
+        done = {p.index: p for p in prewarm_indexes(conn)}
+        ours = [name for name in done if name.startswith(tables.prefix)]
+        assert sorted(ours) == sorted(
+            f"{tables.prefix}_{part}_hnsw" for part in ("view", "asset", "caption_en", "caption_zh")
+        )
+        conn.execute("CREATE EXTENSION IF NOT EXISTS pg_buffercache")
+        for name in ours:
+            assert done[name].mode == "buffer" and done[name].mb > 0
+            cached, pages = conn.execute(
+                """SELECT (SELECT count(*) FROM pg_buffercache
+                           WHERE relfilenode = pg_relation_filenode(%(i)s::regclass)),
+                          pg_relation_size(%(i)s::regclass) / 8192""",
+                {"i": name},
+            ).fetchone()
+            assert cached == pages  # every page of the index is in shared buffers
 
 
 def test_the_settings_defaults_are_the_measured_ones():
