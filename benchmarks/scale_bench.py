@@ -80,6 +80,13 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--reuse", action="store_true", help="keep loaded data from an earlier run (same shape)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out-dir", type=Path, default=Path("outputs/bench"))
+    p.add_argument(
+        "--plot",
+        type=Path,
+        nargs="+",
+        metavar="CSV",
+        help="only draw the recall/p95 plot of earlier runs' CSVs into --out-dir/scale_plot.png",
+    )
     return p.parse_args()
 
 
@@ -239,6 +246,9 @@ def relation_mb(conn, name: str) -> float:
 def main() -> None:
     """Load, then build and measure every configuration; print the table, write CSV and a plot."""
     args = parse_args()
+    if args.plot:
+        plot_csvs(args.plot, args.out_dir / "scale_plot.png", args.k)
+        return
     configure_logging("WARNING")
     # One pooled connection per client (and one spare): with fewer, clients queue for connections
     # and time out instead of querying concurrently.
@@ -397,17 +407,45 @@ def main() -> None:
     print(f"wrote {args.out_dir / name}.csv and .png  (total {time.perf_counter() - started:.0f} s)")
 
 
+def plot_csvs(paths: list[Path], out: Path, k: int) -> None:
+    """Plot the rows of earlier runs' CSVs together (one figure for several invocations)."""
+    import csv
+
+    rows: list[dict] = []
+    for path in paths:
+        with path.open(newline="") as f:
+            for row in csv.DictReader(f):
+                if row.get("p95_ms"):
+                    row.update(
+                        p95_ms=float(row["p95_ms"]),
+                        clients=int(row["clients"]),
+                        rerank=int(row["rerank"]) if row["rerank"] else None,
+                        **{f"recall@{k}": float(row[f"recall@{k}"])},
+                    )
+                rows.append(row)
+    shapes = sorted({f"{r['assets']} x {r['views']} x {r['dim']} {r['storage']}" for r in rows})
+    out.parent.mkdir(parents=True, exist_ok=True)
+    plot(rows, out, k, ", ".join(shapes))
+    print(f"wrote {out}")
+
+
 def plot(rows: list[dict], path: Path, k: int, title: str) -> None:
-    """Recall against p95 latency (one client), one line per index configuration."""
+    """Recall against p95 latency (one client), one line per index configuration and re-rank factor."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(8, 5))
-    for label in dict.fromkeys(r["index"] for r in rows if "p95_ms" in r):
+
+    def series(r: dict) -> str:
+        return f"{r['index']}, re-rank {r['rerank']}" if r.get("rerank") else r["index"]
+
+    for label in dict.fromkeys(series(r) for r in rows if r.get("p95_ms")):
         pts = sorted(
-            (r["p95_ms"], r[f"recall@{k}"]) for r in rows if r.get("index") == label and r.get("clients") == 1
+            (r["p95_ms"], r[f"recall@{k}"])
+            for r in rows
+            if r.get("p95_ms") and series(r) == label and r.get("clients") == 1
         )
         if pts:
             ax.plot(*zip(*pts, strict=True), marker="o", label=label)

@@ -283,7 +283,7 @@ def test_an_index_that_would_not_fit_is_refused_before_anything_changes(store):
         actual = conn.execute("SELECT pg_relation_size(%s)", (f"{tables.prefix}_view_hnsw",)).fetchone()[0]
     message = str(caught.value)
     assert f"{views:,} rows × {DIM}-d vector" in message and "refused before building" in message
-    assert "VECTOR_STORAGE=halfvec" in message and "`asset` image layout" in message
+    assert "VECTOR_STORAGE=halfvec" in message and "IMAGE_LAYOUT=pooled" in message
     assert 0.6 < need / actual < 1.6  # the estimate is in the right range on real pgvector
 
 

@@ -343,12 +343,13 @@ def check_index_fits(table: str, rows: int, dim: int, storage: str, params: Inde
         options.append(f"VECTOR_STORAGE=halfvec (≈ {_size(half)})")
     if table.endswith("_view"):
         options.append(
-            "the pooled layout: search the per-asset table (one mean vector per asset, about 1/8 of the "
-            "rows; the `asset` image layout)"
+            "IMAGE_LAYOUT=pooled (the default): no per-view index; the per-asset table (one mean "
+            "vector per asset, 1/8 of the rows) gives candidates, re-ranked exactly by view"
         )
     if params.method == "hnsw":
         ivf = estimate_index_bytes(rows, dim, storage, "ivfflat")
-        options.append(f"VECTOR_INDEX=ivfflat (≈ {_size(ivf)}, lower recall at the same speed)")
+        if ivf <= params.memory_budget:  # at high dimensions IVFFlat is no smaller: not worth naming
+            options.append(f"VECTOR_INDEX=ivfflat (≈ {_size(ivf)}, lower recall at the same speed)")
     options.append("raising MAX_INDEX_MEMORY_FRACTION if the machine has nothing else to do")
     raise IndexTooLarge(
         f"{params.method} index on {table}: {rows:,} rows × {dim}-d {storage} ≈ {_size(need)}, over the "
