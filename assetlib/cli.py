@@ -6,6 +6,7 @@ import argparse
 import json
 import logging
 import os
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -310,6 +311,10 @@ def cmd_serve_api(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     print(f"assetlib API on http://{args.host}:{args.port}  (docs: http://{args.host}:{args.port}/docs)")
+    # uvicorn shuts down on SIGTERM, then re-raises it with the handler it found. Python's default
+    # would end the process without atexit, leaving this process registered with the embedded
+    # server, which then never stops; exiting normally lets the last user stop it.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="info")
     return 0
 

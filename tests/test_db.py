@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import socket
 import subprocess
 import sys
 import tempfile
 import textwrap
+import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 from assetlib.cli import main
@@ -107,3 +112,42 @@ def test_a_server_that_goes_away_gives_a_clear_error_and_comes_back():
         finally:
             db.close()
             stop_embedded(settings.pgdata)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_an_api_stopped_with_sigterm_stops_the_embedded_server_it_used():
+    # uvicorn re-raises SIGTERM after shutting down; with Python's default handler the process
+    # died without atexit and the embedded server ran on with nobody registered.
+    with tempfile.TemporaryDirectory(prefix="alt-") as home:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("DB_")} | {"ASSETLIB_HOME": home}
+        port = _free_port()
+        api = subprocess.Popen(
+            [sys.executable, "-m", "assetlib.cli", "serve", "api", "--port", str(port)],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        pgdata = Path(home) / "pgdata"
+        try:
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline:
+                try:
+                    if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    time.sleep(0.5)
+            assert (pgdata / "postmaster.pid").exists()
+            api.send_signal(signal.SIGTERM)
+            _, err = api.communicate(timeout=60)
+            assert api.returncode == 0, err[-2000:]
+            assert not (pgdata / "postmaster.pid").exists()  # the last user left: the server stopped
+        finally:
+            if api.poll() is None:
+                api.kill()
+            stop_embedded(pgdata)
