@@ -280,9 +280,8 @@ class SearchService:
     def _layout(
         self, encoder: Encoder, requested: str | None = None, conn: object = None, tables: object = None
     ) -> ImageLayout:
-        """As asked; else the asset vector for fused encoders, and for per-view ones `views` when the view
-        table has an ANN index, `pooled` when only the per-asset table has one (a library too big for a
-        per-view index: the memory guard refused it)."""
+        """As asked; else the asset vector for fused encoders, and for per-view ones IMAGE_LAYOUT when its
+        table is indexed, otherwise the layout whose table is (`choose_layout`)."""
         if requested is not None:
             if encoder.info.fused_views and requested in (ImageLayout.VIEWS, ImageLayout.POOLED):
                 raise SearchError(

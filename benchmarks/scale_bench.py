@@ -43,6 +43,7 @@ from assetlib.store.schema import (
     ensure_encoder,
     ivfflat_lists,
     physical_memory,
+    prewarm_indexes,
 )
 from assetlib.store.search import SearchTuning, knn, knn_pooled
 from assetlib.synthetic import cluster_centres, view_blocks
@@ -237,10 +238,8 @@ def line(row: dict, r: Measure, k: int) -> str:
 
 
 def relation_mb(conn, name: str) -> float:
-    """Size of a table or index in MB."""
-    return round(
-        conn.execute("SELECT pg_total_relation_size(%s::regclass)", (name,)).fetchone()[0] / 2**20, 1
-    )
+    """Size of a table (heap and TOAST, without its indexes, which are reported apart) or an index in MB."""
+    return round(conn.execute("SELECT pg_table_size(%s::regclass)", (name,)).fetchone()[0] / 2**20, 1)
 
 
 def main() -> None:
@@ -354,9 +353,8 @@ def main() -> None:
                             )
                         continue
                     index_mb = relation_mb(conn, build.index)
-                    if args.prewarm:
-                        conn.execute("CREATE EXTENSION IF NOT EXISTS pg_prewarm")
-                        conn.execute("SELECT pg_prewarm(%s::regclass)", (build.index,))
+                    if args.prewarm:  # the only ANN index now: the others were dropped above
+                        prewarm_indexes(conn)
                 print(f"{kind.value} {method}{suffix}: built in {build.seconds:.1f} s, {index_mb:,} MB")
                 for layout in layouts:
                     label = f"{layout} {method}{suffix}"

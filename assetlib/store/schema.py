@@ -391,11 +391,7 @@ def prewarm_indexes(conn: psycopg.Connection) -> list[Prewarmed]:
     except psycopg.Error as exc:
         log.warning("pg_prewarm not available (%s): indexes stay cold until queried", str(exc).strip())
         return []
-    rows = conn.execute(
-        """SELECT i.relname, pg_relation_size(i.oid) FROM pg_index x
-           JOIN pg_class i ON i.oid = x.indexrelid JOIN pg_am am ON am.oid = i.relam
-           WHERE am.amname IN ('hnsw', 'ivfflat') ORDER BY 2"""
-    ).fetchall()
+    rows = sorted(_ann_index_sizes(conn), key=lambda row: row[1])
     buffers = conn.execute(
         "SELECT setting::bigint * 8192 FROM pg_settings WHERE name = 'shared_buffers'"
     ).fetchone()[0]
@@ -411,18 +407,20 @@ def prewarm_indexes(conn: psycopg.Connection) -> list[Prewarmed]:
     return done
 
 
+def _ann_index_sizes(conn: psycopg.Connection, table: str | None = None) -> list[tuple[str, int]]:
+    """(name, bytes) of the HNSW/IVFFlat indexes on one table, or on every table."""
+    return conn.execute(
+        """SELECT i.relname, pg_relation_size(i.oid) FROM pg_index x
+           JOIN pg_class i ON i.oid = x.indexrelid JOIN pg_class t ON t.oid = x.indrelid
+           JOIN pg_am am ON am.oid = i.relam
+           WHERE am.amname IN ('hnsw', 'ivfflat') AND (%(table)s::text IS NULL OR t.relname = %(table)s)""",
+        {"table": table},
+    ).fetchall()
+
+
 def ann_indexes(conn: psycopg.Connection, table: str) -> list[str]:
     """Names of the HNSW/IVFFlat indexes on one table."""
-    return [
-        r[0]
-        for r in conn.execute(
-            """SELECT i.relname FROM pg_index x
-               JOIN pg_class i ON i.oid = x.indexrelid JOIN pg_class t ON t.oid = x.indrelid
-               JOIN pg_am am ON am.oid = i.relam
-               WHERE t.relname = %s AND am.amname IN ('hnsw', 'ivfflat')""",
-            (table,),
-        )
-    ]
+    return [name for name, _ in _ann_index_sizes(conn, table)]
 
 
 def present_kinds(conn: psycopg.Connection, tables: EncoderTables) -> list[VectorKind]:

@@ -52,13 +52,10 @@ def choose_layout(indexed: set[VectorKind], preferred: ImageLayout = ImageLayout
 
     Nothing indexed means `views`: an exact per-view scan, slow at scale but still right.
     """
-    if preferred is ImageLayout.POOLED and VectorKind.ASSET in indexed:
-        return ImageLayout.POOLED
-    return (
-        ImageLayout.VIEWS
-        if VectorKind.VIEW in indexed or VectorKind.ASSET not in indexed
-        else ImageLayout.POOLED
+    pooled = VectorKind.ASSET in indexed and (
+        preferred is ImageLayout.POOLED or VectorKind.VIEW not in indexed
     )
+    return ImageLayout.POOLED if pooled else ImageLayout.VIEWS
 
 
 @dataclass(frozen=True)
@@ -103,6 +100,24 @@ def _check_query(query: np.ndarray, dim: int) -> np.ndarray:
     return query
 
 
+# The tail of every kNN statement, after a CTE `best` (asset_id, view_index, language, distance; one
+# row per asset) and `nn` (the ANN rows): cut to k, then one primary-key catalog lookup per hit.
+# LIMIT 1 in the LATERAL keeps the planner from flattening it into a hash join over the whole catalog
+# (measured: an 88 ms scan of 1M assets per query).
+_TOP_K_WITH_CATALOG = """, top AS MATERIALIZED (
+               SELECT * FROM best ORDER BY distance, asset_id LIMIT %(k)s
+           )
+           SELECT b.asset_id, 1 - b.distance, b.view_index, b.language, a.objaverse_uid, a.caption_en,
+                  a.caption_cn, a.glb_path, a.view_count, a.high_quality, (SELECT count(*) FROM nn)
+           FROM top b
+           CROSS JOIN LATERAL (SELECT * FROM assets c WHERE c.asset_id = b.asset_id LIMIT 1) a
+           ORDER BY b.distance, b.asset_id"""
+
+
+def _query_param(tables: EncoderTables) -> sql.SQL:
+    return sql.SQL("%(q)s") if tables.storage == "vector" else sql.SQL("CAST(%(q)s AS halfvec)")
+
+
 def knn_sql(
     tables: EncoderTables,
     kind: VectorKind,
@@ -125,7 +140,6 @@ def knn_sql(
         VectorKind.CAPTION: (sql.SQL("NULL::int2"), sql.SQL("language")),
         VectorKind.ASSET: (sql.SQL("NULL::int2"), sql.SQL("NULL::text")),
     }[kind]
-    query = sql.SQL("%(q)s") if tables.storage == "vector" else sql.SQL("CAST(%(q)s AS halfvec)")
     return sql.SQL(
         """WITH nn AS MATERIALIZED (
                SELECT asset_id, {view} AS view_index, {lang} AS language, embedding <=> {q} AS distance
@@ -135,17 +149,9 @@ def knn_sql(
            ), best AS (
                SELECT DISTINCT ON (asset_id) asset_id, view_index, language, distance
                FROM nn ORDER BY asset_id, distance
-           ), top AS MATERIALIZED (
-               SELECT * FROM best ORDER BY distance, asset_id LIMIT %(k)s
-           )
-           SELECT b.asset_id, 1 - b.distance, b.view_index, b.language, a.objaverse_uid, a.caption_en,
-                  a.caption_cn, a.glb_path, a.view_count, a.high_quality, (SELECT count(*) FROM nn)
-           FROM top b
-           -- One primary-key lookup per hit. LIMIT 1 keeps the planner from flattening this into a
-           -- hash join over the whole catalog (measured: an 88 ms scan of 1M assets per query).
-           CROSS JOIN LATERAL (SELECT * FROM assets c WHERE c.asset_id = b.asset_id LIMIT 1) a
-           ORDER BY b.distance, b.asset_id"""
-    ).format(view=sub[0], lang=sub[1], q=query, table=tables.ident(kind), where=where)
+           )"""
+        + _TOP_K_WITH_CATALOG
+    ).format(view=sub[0], lang=sub[1], q=_query_param(tables), table=tables.ident(kind), where=where)
 
 
 def pooled_sql(tables: EncoderTables, high_quality_only: bool) -> sql.Composed:
@@ -155,25 +161,24 @@ def pooled_sql(tables: EncoderTables, high_quality_only: bool) -> sql.Composed:
     through the view table's primary key (asset_id, view_index), so no view index is needed.
     """
     where = sql.SQL("WHERE high_quality") if high_quality_only else sql.SQL("")
-    query = sql.SQL("%(q)s") if tables.storage == "vector" else sql.SQL("CAST(%(q)s AS halfvec)")
     return sql.SQL(
         """WITH nn AS MATERIALIZED (
                SELECT asset_id FROM {assets} {where} ORDER BY embedding <=> {q} LIMIT %(fetch)s
            ), best AS (
-               SELECT DISTINCT ON (v.asset_id) v.asset_id, v.view_index, v.embedding <=> {q} AS distance
+               SELECT DISTINCT ON (v.asset_id) v.asset_id, v.view_index, NULL::text AS language,
+                      v.embedding <=> {q} AS distance
                FROM nn CROSS JOIN LATERAL (
                    SELECT asset_id, view_index, embedding FROM {views} w WHERE w.asset_id = nn.asset_id
                ) v
                ORDER BY v.asset_id, distance
-           ), top AS MATERIALIZED (
-               SELECT * FROM best ORDER BY distance, asset_id LIMIT %(k)s
-           )
-           SELECT b.asset_id, 1 - b.distance, b.view_index, NULL::text, a.objaverse_uid, a.caption_en,
-                  a.caption_cn, a.glb_path, a.view_count, a.high_quality, (SELECT count(*) FROM nn)
-           FROM top b
-           CROSS JOIN LATERAL (SELECT * FROM assets c WHERE c.asset_id = b.asset_id LIMIT 1) a
-           ORDER BY b.distance, b.asset_id"""
-    ).format(assets=tables.ident(VectorKind.ASSET), views=tables.ident(VectorKind.VIEW), q=query, where=where)
+           )"""
+        + _TOP_K_WITH_CATALOG
+    ).format(
+        assets=tables.ident(VectorKind.ASSET),
+        views=tables.ident(VectorKind.VIEW),
+        q=_query_param(tables),
+        where=where,
+    )
 
 
 def knn_pooled(
@@ -201,17 +206,20 @@ def _hits(rows: list[tuple]) -> list[StoreHit]:
 
 
 def _apply_tuning(conn: psycopg.Connection, tuning: SearchTuning, fetch: int, filtered: bool) -> None:
+    # One statement (no parameters, so psycopg sends it as a simple query): every search pays this
+    # round trip, so the settings travel together rather than one SET each.
     if tuning.exact:
-        conn.execute("SET LOCAL enable_indexscan = off")
-        conn.execute("SET LOCAL enable_bitmapscan = off")
+        conn.execute("SET LOCAL enable_indexscan = off; SET LOCAL enable_bitmapscan = off")
         return
     ef = min(MAX_EF_SEARCH, max(tuning.ef_search, fetch))
-    conn.execute(sql.SQL("SET LOCAL hnsw.ef_search = {}").format(sql.Literal(ef)))
-    conn.execute(sql.SQL("SET LOCAL ivfflat.probes = {}").format(sql.Literal(tuning.probes)))
+    settings = [f"SET LOCAL hnsw.ef_search = {int(ef)}", f"SET LOCAL ivfflat.probes = {int(tuning.probes)}"]
     if filtered or fetch > ef:
         # pgvector >= 0.8: keep scanning the index until LIMIT rows pass the filter.
-        conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
-        conn.execute("SET LOCAL ivfflat.iterative_scan = relaxed_order")
+        settings += [
+            "SET LOCAL hnsw.iterative_scan = relaxed_order",
+            "SET LOCAL ivfflat.iterative_scan = relaxed_order",
+        ]
+    conn.execute("; ".join(settings))
 
 
 def _rows_per_asset(kind: VectorKind, language: str | None, tuning: SearchTuning) -> int:
