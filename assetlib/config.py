@@ -10,6 +10,10 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, ValidationInfo, field_validator
 
+# The source checkout assetlib runs from: notebooks/, outputs/ and node_modules/ live beside the package.
+PACKAGE_DIR = Path(__file__).resolve().parent
+SOURCE_TREE = PACKAGE_DIR.parent
+
 # Keys of a params YAML that belong to the pipeline runner, not to Settings.
 RUNNER_KEYS = frozenset({"stages", "run"})
 

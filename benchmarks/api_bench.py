@@ -22,9 +22,9 @@ from pathlib import Path
 import httpx
 import uvicorn
 
-from assetlib.api import create_app
 from assetlib.config import load_settings
-from assetlib.reports import write_csv
+from assetlib.faces.api.app import create_app
+from assetlib.records import write_csv
 
 QUERIES = [
     "a red chair with four legs",

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from assetlib.reports import write_csv
+from assetlib.records import write_csv
 from assetlib.train.init_model import SiglipSize, init_siglip, train_tokenizer
 
 BASE = SiglipSize(

@@ -30,8 +30,9 @@ from psycopg import sql
 from assetlib.config import load_settings
 from assetlib.library.asset import Asset
 from assetlib.logs import configure_logging, progress
-from assetlib.reports import write_csv
+from assetlib.records import write_csv
 from assetlib.store.db import Database
+from assetlib.store.knn import SearchTuning, knn, knn_pooled
 from assetlib.store.load import load_catalog, load_vectors
 from assetlib.store.schema import (
     IndexParams,
@@ -45,8 +46,7 @@ from assetlib.store.schema import (
     physical_memory,
     prewarm_indexes,
 )
-from assetlib.store.search import SearchTuning, knn, knn_pooled
-from assetlib.synthetic import cluster_centres, view_blocks
+from assetlib.store.synthetic import cluster_centres, view_blocks
 
 log = logging.getLogger("bench.scale")
 

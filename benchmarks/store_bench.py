@@ -19,8 +19,9 @@ import numpy as np
 
 from assetlib.config import load_settings
 from assetlib.logs import configure_logging
-from assetlib.reports import write_csv
+from assetlib.records import write_csv
 from assetlib.store.db import Database
+from assetlib.store.knn import SearchTuning, knn
 from assetlib.store.schema import (
     IndexParams,
     VectorKind,
@@ -29,8 +30,7 @@ from assetlib.store.schema import (
     drop_indexes,
     ensure_encoder,
 )
-from assetlib.store.search import SearchTuning, knn
-from assetlib.synthetic import clustered_view_vectors, exact_per_view_topk, load_synthetic_views
+from assetlib.store.synthetic import clustered_view_vectors, exact_per_view_topk, load_synthetic_views
 
 log = logging.getLogger("bench.store")
 

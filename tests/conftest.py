@@ -62,11 +62,11 @@ def embedded_library(tmp: Path, home: Path, fake_base_url: str, size: int, seed:
     """
     from tiny_models import tiny_siglip
 
-    from assetlib.embed import embed_assets, load_shards
+    from assetlib.embedding.local import embed_assets, load_shards
     from assetlib.encoders.registry import get_encoder
-    from assetlib.library.demo import write_demo_library
-    from assetlib.library.gobjaverse import LibrarySource, read_library
-    from assetlib.library.render import RenderSettings
+    from assetlib.library.demo.generator import write_demo_library
+    from assetlib.library.readers import LibrarySource, read_library
+    from assetlib.media.render import RenderSettings
 
     root = tmp / "lib"
     write_demo_library(

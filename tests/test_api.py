@@ -16,7 +16,7 @@ from fake_dashscope import FakeDashScopeServer
 from PIL import Image
 from servers import ServedApp as Served
 
-from assetlib.api import create_app
+from assetlib.faces.api.app import create_app
 
 
 @pytest.fixture(scope="module")

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from assetlib.cli import main
 from assetlib.config import ConfigError, load_settings
+from assetlib.faces.cli import main
 
 
 def test_defaults_match_the_original_system():

@@ -23,12 +23,12 @@ from fake_dashscope import FakeDashScopeServer
 from PIL import Image
 from servers import ServedApp
 
-from assetlib.api import create_app
-from assetlib.api_client import ApiClient
-from assetlib.browser import dashboard_page, run_query, viewer_loads, viewer_model, wait_for_viewer
 from assetlib.config import settings_environment
-from assetlib.dashboard import Dashboard
-from assetlib.serve import dashboard_server, free_port
+from assetlib.faces.api.app import create_app
+from assetlib.faces.api_client import ApiClient
+from assetlib.faces.browser import dashboard_page, run_query, viewer_loads, viewer_model, wait_for_viewer
+from assetlib.faces.dashboard.app import Dashboard
+from assetlib.faces.serve import dashboard_server, free_port
 
 ARTIFACTS = Path(os.environ.get("ASSETLIB_TEST_ARTIFACTS", "outputs/test-artifacts")) / "dashboard"
 
@@ -298,7 +298,7 @@ def test_serve_dashboard_starts_both_and_stops_on_a_signal(world, tmp_path):
     env = {**os.environ, **settings_environment(settings)}
     process = subprocess.Popen(
         [
-            *(sys.executable, "-m", "assetlib.cli", "serve", "dashboard", "--port", str(port)),
+            *(sys.executable, "-m", "assetlib", "serve", "dashboard", "--port", str(port)),
             *("--api-port", str(api_port), "--outputs", str(tmp / "outputs"), "--log-dir", str(tmp_path)),
             *("--screenshots", str(tmp_path / "shots")),
         ],

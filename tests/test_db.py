@@ -15,8 +15,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from assetlib.cli import main
 from assetlib.config import load_settings
+from assetlib.faces.cli import main
 from assetlib.store.db import Database, DatabaseUnavailable, embedded_server_settings, stop_embedded
 from assetlib.store.report import DatabaseReport, database_report
 from assetlib.store.schema import MIGRATIONS
@@ -127,7 +127,7 @@ def test_an_api_stopped_with_sigterm_stops_the_embedded_server_it_used():
         env = {k: v for k, v in os.environ.items() if not k.startswith("DB_")} | {"ASSETLIB_HOME": home}
         port = _free_port()
         api = subprocess.Popen(
-            [sys.executable, "-m", "assetlib.cli", "serve", "api", "--port", str(port)],
+            [sys.executable, "-m", "assetlib", "serve", "api", "--port", str(port)],
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,

@@ -15,13 +15,13 @@ import pytest
 from fake_dashscope import FakeDashScopeServer
 from tiny_models import tiny_siglip
 
-from assetlib.embed import embed_assets, encoder_dir, load_shards
+from assetlib.embedding.local import embed_assets, encoder_dir, load_shards
 from assetlib.encoders.qwen import QwenEncoder, to_data_uri
 from assetlib.encoders.siglip import SiglipEncoder
-from assetlib.library.demo import write_demo_library
-from assetlib.library.gobjaverse import LibrarySource, read_library
-from assetlib.library.images import load_rgb
-from assetlib.library.render import RenderSettings
+from assetlib.library.demo.generator import write_demo_library
+from assetlib.library.readers import LibrarySource, read_library
+from assetlib.media.images import load_rgb
+from assetlib.media.render import RenderSettings
 from assetlib.store.schema import IndexParams, VectorKind, ann_indexes, get_encoder
 
 N_ASSETS = 24
@@ -102,10 +102,10 @@ def test_the_per_view_index_follows_the_image_layout(library, siglip_dir, tmp_pa
 KILLABLE = textwrap.dedent(
     """
     import sys, time
-    from assetlib.embed import embed_assets
+    from assetlib.embedding.local import embed_assets
     from assetlib.encoders.siglip import SiglipEncoder
-    from assetlib.library.gobjaverse import LibrarySource, read_library
-    import assetlib.embed as stage
+    from assetlib.library.readers import LibrarySource, read_library
+    import assetlib.embedding.local as stage
 
     root, model, run_dir, pause = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
     assets = read_library(LibrarySource.at(root)).assets

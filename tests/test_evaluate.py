@@ -8,8 +8,8 @@ import pytest
 from conftest import embedded_library
 from fake_dashscope import FakeDashScopeServer
 
-from assetlib.evaluate import QuerySet, build_queries, comparison_table, evaluate
-from assetlib.search import SearchService
+from assetlib.evaluation.run import QuerySet, build_queries, comparison_table, evaluate
+from assetlib.search.service import SearchService
 
 
 @pytest.fixture(scope="module")

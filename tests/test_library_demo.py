@@ -8,9 +8,9 @@ import re
 import pytest
 from PIL import Image
 
-from assetlib.library.demo import COLOURS, MATERIALS, build_scene, plan_demo
-from assetlib.library.demo_objects import CATEGORIES
-from assetlib.library.stage import run_library_stage
+from assetlib.library.demo.generator import COLOURS, MATERIALS, build_scene, plan_demo
+from assetlib.library.demo.objects import CATEGORIES
+from assetlib.pipeline.library_stage import run_library_stage
 
 CJK = re.compile(r"[\u4e00-\u9fff]")
 

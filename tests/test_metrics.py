@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from assetlib.metrics import (
+from assetlib.evaluation.metrics import (
     average_precision,
     hit_at_k,
     ndcg_at_k,

@@ -12,7 +12,7 @@ import nbformat
 import pytest
 import yaml
 
-from assetlib.pipeline import STAGE_NAMES, PipelineError, PipelineParams, run_pipeline, validate_params
+from assetlib.pipeline.runner import STAGE_NAMES, PipelineError, PipelineParams, run_pipeline, validate_params
 from assetlib.store.db import Database
 
 PARAMS = Path(__file__).resolve().parents[1] / "params"
@@ -144,7 +144,7 @@ def test_smoke_pipeline_end_to_end_then_a_failure_resumed(pipeline_env, tmp_path
 def test_cli_reports_invalid_params_and_exits_nonzero(tmp_path):
     bad = _params(tmp_path, lambda d: d["stages"]["02_embed_siglip"].update(baseline_e5="yes"))
     result = subprocess.run(
-        [sys.executable, "-m", "assetlib.cli", "run", str(bad), "--outputs", str(tmp_path / "out")],
+        [sys.executable, "-m", "assetlib", "run", str(bad), "--outputs", str(tmp_path / "out")],
         capture_output=True,
         text=True,
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 
-from assetlib.reports import write_csv
+from assetlib.records import write_csv
 
 
 def test_rows_with_different_keys_share_one_header(tmp_path):

@@ -16,7 +16,7 @@ from conftest import make_assets
 
 from assetlib.store.load import BadVectorsError, load_catalog, load_vectors
 from assetlib.store.schema import SchemaError, VectorKind, ensure_encoder
-from assetlib.synthetic import clustered_view_vectors
+from assetlib.store.synthetic import clustered_view_vectors
 
 DIM = 32
 
@@ -168,7 +168,7 @@ KILLABLE_LOADER = textwrap.dedent(
     import sys, time
     from assetlib.config import load_settings
     from assetlib.store.db import Database
-    from assetlib.synthetic import clustered_view_vectors, load_synthetic_views
+    from assetlib.store.synthetic import clustered_view_vectors, load_synthetic_views
 
     home, dbname, pause = sys.argv[1], sys.argv[2], float(sys.argv[3])
     settings = load_settings(environ={}, home=home, db_name=dbname)

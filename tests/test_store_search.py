@@ -10,6 +10,18 @@ from psycopg import sql
 
 from assetlib.config import load_settings
 from assetlib.store.db import Database
+from assetlib.store.knn import (
+    ImageLayout,
+    Mode,
+    QueryVectorError,
+    SearchTuning,
+    choose_layout,
+    explain_knn,
+    knn,
+    knn_pooled,
+    pooled_sql,
+    target_kind,
+)
 from assetlib.store.load import load_vectors
 from assetlib.store.schema import (
     IndexParams,
@@ -22,19 +34,7 @@ from assetlib.store.schema import (
     index_params_from,
     prewarm_indexes,
 )
-from assetlib.store.search import (
-    ImageLayout,
-    Mode,
-    QueryVectorError,
-    SearchTuning,
-    choose_layout,
-    explain_knn,
-    knn,
-    knn_pooled,
-    pooled_sql,
-    target_kind,
-)
-from assetlib.synthetic import clustered_view_vectors, exact_per_view_topk, load_synthetic_views
+from assetlib.store.synthetic import clustered_view_vectors, exact_per_view_topk, load_synthetic_views
 
 N_ASSETS, N_VIEWS, DIM = 10000, 4, 32  # ≥10k rows per table: below that the planner rightly prefers a scan
 HQ_EVERY = 20  # 5% of assets are high quality: a selective filter

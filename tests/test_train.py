@@ -10,9 +10,9 @@ import pytest
 
 import assetlib.train.trainer as trainer
 from assetlib.encoders.siglip import SiglipEncoder
-from assetlib.library.demo import write_demo_library
-from assetlib.library.gobjaverse import LibrarySource, read_library
-from assetlib.library.render import RenderSettings
+from assetlib.library.demo.generator import write_demo_library
+from assetlib.library.readers import LibrarySource, read_library
+from assetlib.media.render import RenderSettings
 from assetlib.train.data import GroupBatches, encode_assets, group_key
 from assetlib.train.init_model import TINY
 from assetlib.train.trainer import TrainConfig, ensure_trained, train_siglip

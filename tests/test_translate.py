@@ -11,7 +11,7 @@ import pytest
 from fake_batch import FakeBatchApi, FakeBatchServer
 
 from assetlib.config import load_settings
-from assetlib.translate import (
+from assetlib.library.translate import (
     OUTPUT_NAME,
     BatchTranslator,
     State,
@@ -159,7 +159,7 @@ def test_a_batch_created_but_not_recorded_is_found_again_not_paid_twice(tmp_path
 
 def translate_client(settings):
     """The SDK client the module builds, for driving BatchTranslator directly."""
-    from assetlib.translate import openai_client
+    from assetlib.library.translate import openai_client
 
     return openai_client(settings)
 
@@ -208,7 +208,7 @@ def test_cli_dry_run(tmp_path):
         [
             sys.executable,
             "-m",
-            "assetlib.cli",
+            "assetlib",
             "translate",
             str(path),
             "--run-dir",

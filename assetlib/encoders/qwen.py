@@ -23,7 +23,7 @@ import numpy as np
 from PIL import Image
 
 from assetlib.encoders.base import EncoderError, EncoderInfo, check_language, l2_normalize
-from assetlib.library.images import load_rgb, to_rgb_on_white
+from assetlib.media.images import load_rgb, to_rgb_on_white
 
 log = logging.getLogger(__name__)
 

@@ -23,7 +23,7 @@ from assetlib.encoders.base import (
     l2_normalize,
     mean_of_views,
 )
-from assetlib.library.images import to_rgb_on_white
+from assetlib.media.images import to_rgb_on_white
 
 log = logging.getLogger(__name__)
 

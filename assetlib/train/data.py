@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from assetlib.library.asset import Asset
-from assetlib.library.images import ImageError, load_rgb
+from assetlib.media.images import ImageError, load_rgb
 
 log = logging.getLogger(__name__)
 
@@ -100,8 +100,8 @@ def _short_phrase(asset: Asset, language: str) -> str | None:
     if "category" not in attrs or "colour" not in attrs:
         return None
     try:  # the demo vocabulary (needs the mesh libraries); other attribute sets have no phrases
-        from assetlib.library.demo import COLOURS, short_phrases
-        from assetlib.library.demo_objects import CATEGORIES
+        from assetlib.library.demo.generator import COLOURS, short_phrases
+        from assetlib.library.demo.objects import CATEGORIES
     except ImportError:
         return None
 

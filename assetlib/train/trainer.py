@@ -290,7 +290,7 @@ def evaluate_saved(
 
     encoder = SiglipEncoder(str(model_dir), device=device)
     views, owners = [], []
-    from assetlib.library.images import load_rgb
+    from assetlib.media.images import load_rgb
 
     for index, asset in enumerate(assets):
         for path in asset.view_paths:

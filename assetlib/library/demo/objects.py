@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from assetlib.library.shapes import (
+from assetlib.library.demo.shapes import (
     Part,
     box,
     cone,

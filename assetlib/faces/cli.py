@@ -15,7 +15,7 @@ from assetlib import __version__
 from assetlib.config import ConfigError, Settings, load_settings
 from assetlib.logs import configure_logging
 
-log = logging.getLogger("assetlib.cli")
+log = logging.getLogger("assetlib.faces.cli")
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -77,7 +77,7 @@ def cmd_db_drop_encoder(args: argparse.Namespace) -> int:
 
 def cmd_library_demo(args: argparse.Namespace) -> int:
     """Generate the procedural demo library (meshes, renders, English and Chinese captions)."""
-    from assetlib.library.stage import default_demo_root, run_library_stage
+    from assetlib.pipeline.library_stage import default_demo_root, run_library_stage
 
     settings = _settings(args)
     root = Path(args.out) if args.out else default_demo_root(settings.home)
@@ -97,7 +97,7 @@ def cmd_library_demo(args: argparse.Namespace) -> int:
 
 def cmd_library_read(args: argparse.Namespace) -> int:
     """Read a real library (Cap3D captions, G-Objaverse renders) and report what it holds."""
-    from assetlib.library.stage import run_library_stage
+    from assetlib.pipeline.library_stage import run_library_stage
 
     settings = _settings(args)
     stage = run_library_stage(
@@ -124,7 +124,7 @@ def _print_stage(stage: object) -> None:
 
 def cmd_library_render(args: argparse.Namespace) -> int:
     """Render mesh files (GLB, OBJ, PLY, STL) into views with camera JSON, in the G-Objaverse layout."""
-    from assetlib.library.render import RenderJob, RenderSettings, render_many
+    from assetlib.media.render import RenderJob, RenderSettings, render_many
 
     settings = RenderSettings(
         views=args.views, size=args.image_size, elevation_deg=args.elevation, campos_layout=False
@@ -152,10 +152,10 @@ def cmd_encoders(args: argparse.Namespace) -> int:
 
 def cmd_embed(args: argparse.Namespace) -> int:
     """Embed a library with one algorithm into shards, then load the vectors into the store."""
-    from assetlib.embed import embed_assets, load_shards
+    from assetlib.embedding.local import embed_assets, load_shards
     from assetlib.encoders.registry import get_encoder
-    from assetlib.library.gobjaverse import LibrarySource, read_library
-    from assetlib.library.stage import default_demo_root
+    from assetlib.library.readers import LibrarySource, read_library
+    from assetlib.pipeline.library_stage import default_demo_root
     from assetlib.store.schema import index_params_from
 
     settings = _settings(args)
@@ -201,8 +201,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     """Train a small SigLIP from scratch (or fine-tune one) on a library; reuse it when already trained."""
     from dataclasses import replace
 
-    from assetlib.library.gobjaverse import LibrarySource, read_library
-    from assetlib.library.stage import default_demo_root
+    from assetlib.library.readers import LibrarySource, read_library
+    from assetlib.pipeline.library_stage import default_demo_root
     from assetlib.train.trainer import TrainConfig, ensure_trained
 
     settings = _settings(args)
@@ -230,7 +230,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Run the pipeline's stage notebooks with a params file (papermill), into outputs/<run>/."""
-    from assetlib.pipeline import PipelineError, format_manifest, run_pipeline
+    from assetlib.pipeline.runner import PipelineError, format_manifest, run_pipeline
 
     stages = [s for s in (args.stages or "").split(",") if s]
     try:
@@ -247,7 +247,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_translate(args: argparse.Namespace) -> int:
     """Translate English captions to Chinese through Qwen (Batch API, or real time for small sets)."""
-    from assetlib.translate import OUTPUT_NAME, translate_captions
+    from assetlib.library.translate import OUTPUT_NAME, translate_captions
 
     settings = _settings(args)
     captions = Path(args.captions)
@@ -285,7 +285,7 @@ def cmd_translate(args: argparse.Namespace) -> int:
 def cmd_serve_dashboard(args: argparse.Namespace) -> int:
     """Serve the Voila dashboard, and the API it calls unless --api-url names one already running."""
     from assetlib.config import settings_environment
-    from assetlib.serve import serve_dashboard
+    from assetlib.faces.serve import serve_dashboard
 
     settings = _settings(args)
     log_dir = Path(args.log_dir) if args.log_dir else settings.home / "logs"
@@ -307,7 +307,7 @@ def cmd_serve_api(args: argparse.Namespace) -> int:
     """Serve the REST API with uvicorn (encoders load once and are shared by all requests)."""
     import uvicorn
 
-    from assetlib.api import create_app
+    from assetlib.faces.api.app import create_app
 
     settings = _settings(args)
     print(f"assetlib API on http://{args.host}:{args.port}  (docs: http://{args.host}:{args.port}/docs)")
@@ -321,10 +321,10 @@ def cmd_serve_api(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     """Compare every usable algorithm, mode, language and image layout on benchmark queries from a library."""
-    from assetlib.evaluate import QuerySet, build_queries, comparison_table, evaluate
-    from assetlib.library.gobjaverse import LibrarySource, read_library
-    from assetlib.library.stage import default_demo_root
-    from assetlib.search import SearchService
+    from assetlib.evaluation.run import QuerySet, build_queries, comparison_table, evaluate
+    from assetlib.library.readers import LibrarySource, read_library
+    from assetlib.pipeline.library_stage import default_demo_root
+    from assetlib.search.service import SearchService
 
     settings = _settings(args)
     root = Path(args.library) if args.library else default_demo_root(settings.home)
@@ -467,9 +467,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `assetlib` console command."""
     from assetlib.encoders.base import EncoderError
-    from assetlib.library.gobjaverse import LibraryError
+    from assetlib.library.readers import LibraryError
+    from assetlib.library.translate import TranslationError
     from assetlib.store.db import DatabaseError
-    from assetlib.translate import TranslationError
 
     args = build_parser().parse_args(argv)
     try:

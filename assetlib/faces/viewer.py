@@ -8,6 +8,8 @@ from pathlib import Path
 import anywidget
 import traitlets
 
+from assetlib.config import SOURCE_TREE
+
 # The UMD build bundles three.js, so one file is all the browser needs.
 VIEWER_JS_RELATIVE = Path("node_modules/@google/model-viewer/dist/model-viewer-umd.min.js")
 MAX_MODEL_BYTES = 50 * 1024 * 1024  # larger GLBs make the browser crawl; the views strip still shows them
@@ -22,7 +24,7 @@ def viewer_script_path() -> Path:
     configured = os.environ.get("ASSETLIB_VIEWER_JS")
     if configured:
         return Path(configured).expanduser()
-    return Path(__file__).resolve().parents[1] / VIEWER_JS_RELATIVE
+    return SOURCE_TREE / VIEWER_JS_RELATIVE
 
 
 def load_viewer_script() -> str:

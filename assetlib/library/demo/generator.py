@@ -18,8 +18,8 @@ import numpy as np
 import trimesh
 
 from assetlib.library.asset import Failure
-from assetlib.library.demo_objects import CATEGORIES, Category
-from assetlib.library.render import RenderSettings, iter_jobs, render_many
+from assetlib.library.demo.objects import CATEGORIES, Category
+from assetlib.media.render import RenderSettings, iter_jobs, render_many
 
 log = logging.getLogger(__name__)
 

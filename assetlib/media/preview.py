@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from assetlib.library.asset import Asset
-from assetlib.library.images import ImageError, load_rgb
+from assetlib.media.images import ImageError, load_rgb
 
 log = logging.getLogger(__name__)
 

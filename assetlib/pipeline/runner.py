@@ -26,12 +26,19 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from assetlib.config import RUNNER_KEYS, Settings, load_settings, read_params_file, settings_environment
-from assetlib.stages import read_stage_metrics
+from assetlib.config import (
+    RUNNER_KEYS,
+    SOURCE_TREE,
+    Settings,
+    load_settings,
+    read_params_file,
+    settings_environment,
+)
+from assetlib.pipeline.stages import read_stage_metrics
 
 log = logging.getLogger(__name__)
 
-NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
+NOTEBOOKS = SOURCE_TREE / "notebooks"
 DEFAULT_TIMEOUT = 3600  # seconds per cell
 PACKAGES = (
     "assetlib",
@@ -166,7 +173,7 @@ def validate_params(params: PipelineParams, selected: Sequence[str]) -> list[str
 
 # -- run folders and the manifest -----------------------------------------------------------------
 def _git() -> dict:
-    root = Path(__file__).resolve().parents[1]
+    root = SOURCE_TREE
     try:
         commit = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True, timeout=10

@@ -18,9 +18,7 @@ from assetlib.config import Settings
 from assetlib.encoders.base import Encoder, EncoderUnavailable
 from assetlib.encoders.registry import ALGORITHMS, availability, get_encoder
 from assetlib.store.db import Database
-from assetlib.store.schema import EncoderTables, VectorKind, ann_indexes
-from assetlib.store.schema import get_encoder as stored_encoder
-from assetlib.store.search import (
+from assetlib.store.knn import (
     ImageLayout,
     Mode,
     SearchTuning,
@@ -30,6 +28,8 @@ from assetlib.store.search import (
     knn_pooled,
     target_kind,
 )
+from assetlib.store.schema import EncoderTables, VectorKind, ann_indexes
+from assetlib.store.schema import get_encoder as stored_encoder
 
 log = logging.getLogger(__name__)
 
@@ -257,8 +257,8 @@ class SearchService:
         high_quality_only: bool = False,
     ) -> SearchResult:
         """Search with a 3D model: render it like the library, then search with its views."""
-        from assetlib.library.meshes import load_mesh
-        from assetlib.library.render import Renderer, RenderSettings
+        from assetlib.media.meshes import load_mesh
+        from assetlib.media.render import Renderer, RenderSettings
 
         started = time.perf_counter()
         scene = load_mesh(mesh_path)

@@ -24,9 +24,9 @@ from pydantic import BaseModel, Field, field_validator
 from assetlib import __version__
 from assetlib.config import Settings, load_settings
 from assetlib.encoders.base import EncoderError
-from assetlib.library.images import ImageError, decode_image, to_rgb_on_white
-from assetlib.library.meshes import MESH_SUFFIXES, MeshError
-from assetlib.search import (
+from assetlib.media.images import ImageError, decode_image, to_rgb_on_white
+from assetlib.media.meshes import MESH_SUFFIXES, MeshError
+from assetlib.search.service import (
     MAX_QUERY_CHARS,
     AlgorithmUnavailable,
     Hit,
@@ -425,5 +425,5 @@ def _asset_record(service: SearchService, asset_id: str) -> dict:
 
 
 def app_from_environment() -> FastAPI:
-    """Factory for `uvicorn --factory assetlib.api:app_from_environment`."""
+    """Factory for `uvicorn --factory assetlib.faces.api.app:app_from_environment`."""
     return create_app()

@@ -14,12 +14,14 @@ from pathlib import Path
 
 import httpx
 
+from assetlib.config import PACKAGE_DIR, SOURCE_TREE
+
 log = logging.getLogger(__name__)
 
 # Uploads reach the dashboard kernel as one websocket message; tornado's default cap (10 MiB)
 # drops larger ones silently, so the dashboard's server raises it to the model upload limit.
 WEBSOCKET_MAX_BYTES = 64 * 1024 * 1024
-TEMPLATES = Path(__file__).resolve().parent / "share"
+TEMPLATES = PACKAGE_DIR / "share"
 
 
 class ServeError(RuntimeError):
@@ -28,7 +30,7 @@ class ServeError(RuntimeError):
 
 def dashboard_notebook() -> Path:
     """The dashboard notebook shipped in the source tree (notebooks/dashboard.ipynb)."""
-    path = Path(__file__).resolve().parents[1] / "notebooks" / "dashboard.ipynb"
+    path = SOURCE_TREE / "notebooks" / "dashboard.ipynb"
     if not path.is_file():
         raise ServeError(f"{path} is missing: the dashboard is served from a source checkout")
     return path
@@ -102,7 +104,17 @@ class Served:
 
 def api_server(host: str, port: int, log_dir: Path, env: dict | None = None) -> Served:
     """`assetlib serve api` as a child process."""
-    command = [sys.executable, "-m", "assetlib.cli", "serve", "api", "--host", host, "--port", str(port)]
+    command = [
+        sys.executable,
+        "-m",
+        "assetlib.faces.cli",
+        "serve",
+        "api",
+        "--host",
+        host,
+        "--port",
+        str(port),
+    ]
     return Served(
         "API", command, f"http://{host}:{port}/health", log_dir / "api.log", env or dict(os.environ)
     )
@@ -159,7 +171,7 @@ def screenshot_in_background(url: str, out_dir: Path) -> threading.Thread:
     """Take the dashboard screenshots (after a query, with the 3D viewer open) without blocking serving."""
 
     def take() -> None:
-        from assetlib.browser import BrowserUnavailable, take_dashboard_screenshots
+        from assetlib.faces.browser import BrowserUnavailable, take_dashboard_screenshots
 
         try:
             shots = take_dashboard_screenshots(url, out_dir)

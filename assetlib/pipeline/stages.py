@@ -15,7 +15,7 @@ from typing import Any
 
 from assetlib.config import Settings
 from assetlib.library.asset import Asset
-from assetlib.reports import write_csv
+from assetlib.records import write_csv
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +52,7 @@ def embed_algorithms(
     languages: Sequence[str] = ("en", "zh"),
 ) -> list[dict]:
     """Embed the library with each algorithm into shards; an unusable one is skipped with its reason."""
-    from assetlib.embed import embed_assets
+    from assetlib.embedding.local import embed_assets
     from assetlib.encoders.registry import availability, get_encoder, parse_spec
 
     usable = {a.algorithm: a for a in availability(settings)}
@@ -106,7 +106,7 @@ def populate_database(
     assets: Sequence[Asset], settings: Settings, shard_root: Path, encoders: Sequence[str] | None = None
 ) -> list[dict]:
     """Load the catalog and every encoder's shards into PostgreSQL, then build the indexes."""
-    from assetlib.embed import load_shards
+    from assetlib.embedding.local import load_shards
     from assetlib.store.db import Database
     from assetlib.store.schema import index_params_from
 

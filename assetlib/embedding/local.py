@@ -22,7 +22,7 @@ import pandas as pd
 
 from assetlib.encoders.base import Encoder, EncoderError
 from assetlib.library.asset import Asset, Failure
-from assetlib.library.images import ImageError, load_rgb
+from assetlib.media.images import ImageError, load_rgb
 
 log = logging.getLogger(__name__)
 
@@ -285,7 +285,7 @@ def embed_assets(
     bar.close()
     summary.seconds = time.perf_counter() - started
     if summary.failures:
-        from assetlib.library.gobjaverse import write_failures
+        from assetlib.library.readers import write_failures
 
         write_failures(summary.failures, folder / "failures.csv")
     log.info(

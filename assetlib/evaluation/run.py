@@ -26,11 +26,11 @@ from pathlib import Path
 
 import numpy as np
 
+from assetlib.evaluation.metrics import hit_curve, summarize
 from assetlib.library.asset import Asset
-from assetlib.library.demo import short_phrases
-from assetlib.metrics import hit_curve, summarize
-from assetlib.reports import write_csv
-from assetlib.search import AlgorithmUnavailable, SearchError, SearchService
+from assetlib.library.demo.generator import short_phrases
+from assetlib.records import write_csv
+from assetlib.search.service import AlgorithmUnavailable, SearchError, SearchService
 
 log = logging.getLogger(__name__)
 
@@ -93,8 +93,8 @@ def _held_out_view(asset: Asset, out_dir: Path, seed: int) -> Path | None:
         return None
     from PIL import Image
 
-    from assetlib.library.meshes import load_mesh
-    from assetlib.library.render import Renderer, RenderSettings
+    from assetlib.media.meshes import load_mesh
+    from assetlib.media.render import Renderer, RenderSettings
 
     target = out_dir / "query_views" / (asset.asset_id.replace("/", "__") + ".png")
     if not target.exists():
@@ -245,8 +245,8 @@ def evaluate(
     """Run every configuration over the queries; write metrics.json, results.csv and the figures."""
     from PIL import Image
 
-    from assetlib.library.images import load_rgb
     from assetlib.logs import progress as tqdm
+    from assetlib.media.images import load_rgb
 
     out_dir.mkdir(parents=True, exist_ok=True)
     configs = configs_for(service, algorithms)
@@ -333,7 +333,7 @@ def plot_report(report: EvalReport) -> dict[str, str]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from assetlib.library.preview import use_cjk_font
+    from assetlib.media.preview import use_cjk_font
 
     use_cjk_font()
     files = {}

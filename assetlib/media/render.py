@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from assetlib.library.asset import Failure
-from assetlib.library.meshes import MeshError, load_mesh
 from assetlib.library.views import camera_json
+from assetlib.media.meshes import MeshError, load_mesh
 
 # EGL renders without a display, on a GPU or (Mesa llvmpipe) on the CPU; must be set before OpenGL loads.
 os.environ.setdefault("PYOPENGL_PLATFORM", "egl")

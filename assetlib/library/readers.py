@@ -16,8 +16,8 @@ from pathlib import Path
 from PIL import Image
 
 from assetlib.library.asset import Asset, Failure
-from assetlib.library.render import CAMPOS_DIR
 from assetlib.library.views import CameraError, View, read_view, select_views
+from assetlib.media.render import CAMPOS_DIR
 
 log = logging.getLogger(__name__)
 

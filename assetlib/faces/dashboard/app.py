@@ -19,10 +19,11 @@ from typing import Any
 
 import ipywidgets as w
 
-from assetlib.api_client import ApiClient, ApiError
-from assetlib.evaluate import COMPARISON_COLUMNS, comparison_cells
-from assetlib.search import detect_language
-from assetlib.viewer import ModelViewer, ViewerUnavailable
+from assetlib.config import SOURCE_TREE
+from assetlib.evaluation.run import COMPARISON_COLUMNS, comparison_cells
+from assetlib.faces.api_client import ApiClient, ApiError
+from assetlib.faces.viewer import ModelViewer, ViewerUnavailable
+from assetlib.search.service import detect_language
 
 log = logging.getLogger(__name__)
 
@@ -446,7 +447,7 @@ class Dashboard:
     @shown_errors
     def show_metrics(self) -> None:
         """The metrics tab: the latest evaluation's comparison table and its recall@k figures."""
-        from assetlib.evaluate import find_latest_metrics, read_report
+        from assetlib.evaluation.run import find_latest_metrics, read_report
 
         path = find_latest_metrics(self.outputs) if self.outputs else None
         runs = [w.HTML(run_table(m))] if (m := latest_manifest(self.outputs)) else []
@@ -550,4 +551,4 @@ def default_outputs() -> Path:
     here = Path("outputs")
     if here.is_dir():
         return here.resolve()
-    return Path(__file__).resolve().parents[1] / "outputs"
+    return SOURCE_TREE / "outputs"

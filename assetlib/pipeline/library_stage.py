@@ -10,10 +10,10 @@ from pathlib import Path
 from typing import Literal
 
 from assetlib.library.asset import Asset, Failure
-from assetlib.library.demo import DEFAULT_SIZE, write_demo_library
-from assetlib.library.gobjaverse import LibrarySource, read_library, write_failures
-from assetlib.library.preview import sample_assets, save_asset_grid
-from assetlib.library.render import RenderSettings
+from assetlib.library.demo.generator import DEFAULT_SIZE, write_demo_library
+from assetlib.library.readers import LibrarySource, read_library, write_failures
+from assetlib.media.preview import sample_assets, save_asset_grid
+from assetlib.media.render import RenderSettings
 
 log = logging.getLogger(__name__)
 
