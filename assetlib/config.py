@@ -8,7 +8,18 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, ValidationInfo, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from assetlib.vocab import MAX_TOP_K, ImageLayout, VectorStorage
 
 # The source checkout assetlib runs from: notebooks/, outputs/ and node_modules/ live beside the package.
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -16,6 +27,11 @@ SOURCE_TREE = PACKAGE_DIR.parent
 
 # Keys of a params YAML that belong to the pipeline runner, not to Settings.
 RUNNER_KEYS = frozenset({"stages", "run"})
+
+
+def trained_model_dir(home: Path, name: str) -> Path:
+    """Where `assetlib train --name <name>` keeps a model (its checkpoints, curves and `model/`)."""
+    return home / "models" / f"siglip-{name}"
 
 
 class ConfigError(ValueError):
@@ -58,8 +74,16 @@ class Settings(BaseModel):
         description="DashScope's OpenAI-compatible endpoint (Batch API and chat)",
     )
     embedding_batch_size: int = Field(default=100, ge=1, le=10_000)
-    qwen_num_images: int = Field(default=8, ge=1, le=8)
-    default_top_k: int = Field(default=10, ge=1, le=1000)
+    views_per_asset: int = Field(
+        default=8,
+        ge=1,
+        le=64,
+        description="rendered views chosen per asset (evenly in azimuth), embedded and stored",
+    )
+    qwen_num_images: int = Field(
+        default=8, ge=1, le=8, description="views sent in one fused Qwen request (the original knob)"
+    )
+    default_top_k: int = Field(default=10, ge=1, le=MAX_TOP_K)
 
     # Encoders.
     siglip_model: str = Field(
@@ -72,13 +96,20 @@ class Settings(BaseModel):
     qwen_requests_per_minute: int = Field(default=120, ge=1, le=100_000)
     qwen_max_retries: int = Field(default=5, ge=0, le=20)
     qwen_timeout: float = Field(default=60.0, gt=0, le=600, description="seconds per request")
-    qwen_image_url_base: str | None = Field(default=None, description="public URL of the render root")
+    qwen_image_url_base: str | None = Field(
+        default=None,
+        description="public URL at which QWEN_IMAGE_ROOT is served: views under it are sent to Qwen by "
+        "URL instead of inline",
+    )
+    qwen_image_root: Path | None = Field(
+        default=None, description="local folder published at QWEN_IMAGE_URL_BASE (the render root)"
+    )
     dashscope_base_url: str | None = Field(default=None, description="unset = DashScope's own endpoint")
     embedding_shard_size: int = Field(default=256, ge=1, le=100_000, description="assets per shard")
 
     # Vector store layout, chosen by benchmarks/scale_bench.py (README "Search at a million assets").
-    image_layout: Literal["pooled", "views"] = Field(
-        default="pooled",
+    image_layout: ImageLayout = Field(
+        default=ImageLayout.POOLED,
         description="per-view encoders: pooled = ANN over per-asset means, then an exact re-rank by "
         "view (no per-view index); views = an ANN index over every view",
     )
@@ -88,7 +119,7 @@ class Settings(BaseModel):
     )
     # halfvec: half the memory of vector for the same recall@10 (measured at 100k); at 1M x 8 x 768
     # a `vector` view table alone (32 GB) would not fit a 24 GB machine.
-    vector_storage: Literal["vector", "halfvec"] = "halfvec"
+    vector_storage: VectorStorage = VectorStorage.HALFVEC
     hnsw_m: int = Field(default=16, ge=2, le=100)
     hnsw_ef_construction: int = Field(default=64, ge=4, le=1000)
     hnsw_ef_search: int = Field(default=100, ge=1, le=1000)
@@ -110,10 +141,10 @@ class Settings(BaseModel):
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
-    @field_validator("home")
+    @field_validator("home", "qwen_image_root")
     @classmethod
-    def _expand_home(cls, value: Path) -> Path:
-        return value.expanduser()
+    def _expand_home(cls, value: Path | None) -> Path | None:
+        return value.expanduser() if value is not None else None
 
     @field_validator("siglip_model")
     @classmethod
@@ -122,7 +153,7 @@ class Settings(BaseModel):
         # params files and the environment need no machine-specific path.
         if value.startswith("trained:"):
             home = info.data.get("home") or Path("~/.assetlib").expanduser()
-            return str(Path(home) / "models" / f"siglip-{value.removeprefix('trained:')}" / "model")
+            return str(trained_model_dir(Path(home), value.removeprefix("trained:")) / "model")
         return value
 
     @field_validator(
@@ -132,6 +163,7 @@ class Settings(BaseModel):
         "max_assets",
         "qwen_dimension",
         "qwen_image_url_base",
+        "qwen_image_root",
         "dashscope_base_url",
         mode="before",
     )
@@ -141,6 +173,26 @@ class Settings(BaseModel):
         if isinstance(value, str) and value.strip().lower() in {"", "none", "null"}:
             return None
         return value
+
+    @field_validator("image_layout")
+    @classmethod
+    def _a_configurable_layout(cls, value: ImageLayout) -> ImageLayout:
+        # `asset` (the means alone) is a layout to compare in evaluations, not one to serve: its
+        # recall stops near 0.63-0.77 at scale (README "Search at a million assets").
+        if value is ImageLayout.ASSET:
+            raise ValueError("IMAGE_LAYOUT is pooled or views; asset (means only) is for comparisons")
+        return value
+
+    @model_validator(mode="after")
+    def _image_urls_need_their_root(self) -> Settings:
+        # Without both, no view can be mapped to a public URL and every view would go inline anyway:
+        # say so rather than accept a setting that does nothing.
+        if (self.qwen_image_url_base is None) != (self.qwen_image_root is None):
+            raise ValueError(
+                "QWEN_IMAGE_URL_BASE and QWEN_IMAGE_ROOT go together: the public URL and the local "
+                "folder it serves"
+            )
+        return self
 
     @property
     def embedded(self) -> bool:
@@ -165,6 +217,11 @@ class Settings(BaseModel):
                 value = str(value)
             out[name] = value
         return out
+
+
+def setting_default(field: str) -> Any:
+    """The default of one setting, for code that takes its defaults from Settings (one home each)."""
+    return Settings.model_fields[field].get_default(call_default_factory=True)
 
 
 def env_name(field: str) -> str:
@@ -232,7 +289,9 @@ def load_settings(
 
 
 def _describe(err: Mapping[str, Any]) -> str:
-    field = str(err["loc"][0]) if err.get("loc") else "?"
+    if not err.get("loc"):  # a rule across settings: its message names them (never echo the input)
+        return str(err["msg"]).removeprefix("Value error, ")
+    field = str(err["loc"][0])
     name = env_name(field) if field in Settings.model_fields else field
     shown = err.get("input")
     if field in {"db_password", "dashscope_api_key"}:

@@ -31,22 +31,20 @@ from assetlib.config import load_settings
 from assetlib.library.asset import Asset
 from assetlib.logs import configure_logging, progress
 from assetlib.records import write_csv
-from assetlib.store.db import Database
-from assetlib.store.knn import SearchTuning, knn, knn_pooled
-from assetlib.store.load import load_catalog, load_vectors
-from assetlib.store.schema import (
+from assetlib.store.db import Database, physical_memory
+from assetlib.store.indexes import (
     IndexParams,
     IndexTooLarge,
-    VectorKind,
     build_indexes,
-    drop_encoder,
     drop_indexes,
-    ensure_encoder,
     ivfflat_lists,
-    physical_memory,
     prewarm_indexes,
 )
+from assetlib.store.knn import SearchTuning, knn, knn_pooled
+from assetlib.store.load import load_catalog, load_vectors
+from assetlib.store.schema import drop_encoder, ensure_encoder
 from assetlib.store.synthetic import cluster_centres, view_blocks
+from assetlib.vocab import VectorKind
 
 log = logging.getLogger("bench.scale")
 

@@ -21,16 +21,11 @@ from assetlib.config import load_settings
 from assetlib.logs import configure_logging
 from assetlib.records import write_csv
 from assetlib.store.db import Database
+from assetlib.store.indexes import IndexParams, build_indexes, drop_indexes
 from assetlib.store.knn import SearchTuning, knn
-from assetlib.store.schema import (
-    IndexParams,
-    VectorKind,
-    build_indexes,
-    drop_encoder,
-    drop_indexes,
-    ensure_encoder,
-)
+from assetlib.store.schema import drop_encoder, ensure_encoder
 from assetlib.store.synthetic import clustered_view_vectors, exact_per_view_topk, load_synthetic_views
+from assetlib.vocab import VectorKind
 
 log = logging.getLogger("bench.store")
 

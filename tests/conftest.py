@@ -62,11 +62,12 @@ def embedded_library(tmp: Path, home: Path, fake_base_url: str, size: int, seed:
     """
     from tiny_models import tiny_siglip
 
-    from assetlib.embedding.local import embed_assets, load_shards
+    from assetlib.embedding.local import embed_assets
     from assetlib.encoders.registry import get_encoder
     from assetlib.library.demo.generator import write_demo_library
     from assetlib.library.readers import LibrarySource, read_library
     from assetlib.media.render import RenderSettings
+    from assetlib.store.populate import load_shards
 
     root = tmp / "lib"
     write_demo_library(

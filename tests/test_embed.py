@@ -15,14 +15,18 @@ import pytest
 from fake_dashscope import FakeDashScopeServer
 from tiny_models import tiny_siglip
 
-from assetlib.embedding.local import embed_assets, encoder_dir, load_shards
+from assetlib.embedding.local import embed_assets
+from assetlib.embedding.shards import encoder_dir
 from assetlib.encoders.qwen import QwenEncoder, to_data_uri
 from assetlib.encoders.siglip import SiglipEncoder
 from assetlib.library.demo.generator import write_demo_library
 from assetlib.library.readers import LibrarySource, read_library
 from assetlib.media.images import load_rgb
 from assetlib.media.render import RenderSettings
-from assetlib.store.schema import IndexParams, VectorKind, ann_indexes, get_encoder
+from assetlib.store.indexes import IndexParams, ann_indexes
+from assetlib.store.populate import load_shards
+from assetlib.store.schema import encoder_tables
+from assetlib.vocab import ImageLayout, VectorKind
 
 N_ASSETS = 24
 
@@ -71,7 +75,7 @@ def test_loading_shards_gives_one_vector_per_key_and_is_idempotent(library, sigl
     second = load_shards(db, tmp_path, encoder.info.name, assets, progress=False)
     assert (second.inserted, second.updated, second.indexes) == (0, 0, [])
     with db.connection() as conn:
-        tables = get_encoder(conn, encoder.info.name)
+        tables = encoder_tables(conn, encoder.info.name)
         counts = {
             kind: conn.execute(f"SELECT count(*) FROM {tables.table(kind)}").fetchone()[0]
             for kind in VectorKind
@@ -88,13 +92,15 @@ def test_the_per_view_index_follows_the_image_layout(library, siglip_dir, tmp_pa
     encoder = SiglipEncoder(str(siglip_dir), batch_size=16)
     embed_assets(assets, encoder, tmp_path, shard_size=10, progress=False)
     name = encoder.info.name
-    every_view = IndexParams(index_views=True)  # IMAGE_LAYOUT=views
+    every_view = IndexParams(layout=ImageLayout.VIEWS)  # IMAGE_LAYOUT=views
     views = load_shards(db, tmp_path, name, assets, index_params=every_view, progress=False)
     assert {b.table.rsplit("_", 1)[-1] for b in views.indexes} == {"caption", "view", "asset"}
-    pooled = load_shards(db, tmp_path, name, assets, index_params=IndexParams(), progress=False)
+    pooled = load_shards(
+        db, tmp_path, name, assets, index_params=IndexParams(layout=ImageLayout.POOLED), progress=False
+    )
     assert pooled.indexes == []  # nothing changed: nothing rebuilt...
     with db.connection() as conn:
-        tables = get_encoder(conn, name)
+        tables = encoder_tables(conn, name)
         assert ann_indexes(conn, tables.table(VectorKind.VIEW)) == []  # ...but the unused view index went
         assert ann_indexes(conn, tables.table(VectorKind.ASSET))
 
@@ -105,16 +111,16 @@ KILLABLE = textwrap.dedent(
     from assetlib.embedding.local import embed_assets
     from assetlib.encoders.siglip import SiglipEncoder
     from assetlib.library.readers import LibrarySource, read_library
-    import assetlib.embedding.local as stage
+    import assetlib.embedding.shards as shards
 
     root, model, run_dir, pause = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
     assets = read_library(LibrarySource.at(root)).assets
-    original = stage.ShardWriter.write
+    original = shards.ShardFiles.write
     def slow_write(self, *args, **kwargs):
         original(self, *args, **kwargs)
         print("shard", self.done.name, flush=True)
         time.sleep(pause)
-    stage.ShardWriter.write = slow_write
+    shards.ShardFiles.write = slow_write
     embed_assets(assets, SiglipEncoder(model, batch_size=16), run_dir, shard_size=5, progress=False)
     print("done", flush=True)
     """
@@ -155,7 +161,7 @@ def test_a_run_killed_midway_is_finished_by_the_next_with_nothing_duplicated(
     ]  # only the three unfinished shards were computed
     load_shards(db, run_dir, "siglip:tiny-test", assets, progress=False)
     with db.connection() as conn:
-        table = get_encoder(conn, "siglip:tiny-test").table(VectorKind.VIEW)
+        table = encoder_tables(conn, "siglip:tiny-test").table(VectorKind.VIEW)
         total, distinct = conn.execute(
             f"SELECT count(*), count(DISTINCT (asset_id, view_index, encoder)) FROM {table}"
         ).fetchone()
@@ -187,7 +193,7 @@ def test_qwen_stage_fuses_views_and_records_an_asset_that_keeps_failing(library,
     )
     load_shards(db, tmp_path, encoder.info.name, assets, progress=False)
     with db.connection() as conn:
-        tables = get_encoder(conn, encoder.info.name)
+        tables = encoder_tables(conn, encoder.info.name)
         rows = conn.execute(f"SELECT asset_id, embedding FROM {tables.table(VectorKind.ASSET)}").fetchall()
         views = conn.execute(f"SELECT count(*) FROM {tables.table(VectorKind.VIEW)}").fetchone()[0]
     assert len(rows) == N_ASSETS - 1 and poisoned.asset_id not in {r[0] for r in rows}

@@ -8,7 +8,9 @@ import pytest
 from conftest import embedded_library
 from fake_dashscope import FakeDashScopeServer
 
-from assetlib.evaluation.run import QuerySet, build_queries, comparison_table, evaluate
+from assetlib.evaluation.queries import QuerySet, build_queries
+from assetlib.evaluation.report import comparison_table
+from assetlib.evaluation.run import evaluate
 from assetlib.search.service import SearchService
 
 
@@ -53,16 +55,21 @@ def test_comparison_covers_every_usable_algorithm_mode_and_language(setup):
         assert {
             f"siglip text_to_text {language}",
             f"siglip text_to_image views {language}",
+            f"siglip text_to_image pooled {language}",
             f"siglip text_to_image asset {language}",
             f"siglip fused views {language}",
+            f"siglip fused pooled {language}",
             f"qwen text_to_image asset {language}",
             f"qwen fused asset {language}",
             f"e5 text_to_text {language}",
         } <= labels
     assert {
         "siglip image_to_image views",
-        "siglip image_to_text views",
+        "siglip image_to_image pooled",
+        "siglip image_to_image asset",
+        "siglip image_to_text",  # captions: no image layout
         "siglip fused views",
+        "siglip fused pooled",
         "qwen image_to_image asset",
         "qwen fused asset",
     } <= labels

@@ -8,9 +8,10 @@ import re
 import pytest
 from PIL import Image
 
+from assetlib.config import load_settings
 from assetlib.library.demo.generator import COLOURS, MATERIALS, build_scene, plan_demo
 from assetlib.library.demo.objects import CATEGORIES
-from assetlib.pipeline.library_stage import run_library_stage
+from assetlib.pipeline.stages import build_library
 
 CJK = re.compile(r"[\u4e00-\u9fff]")
 
@@ -19,7 +20,10 @@ CJK = re.compile(r"[\u4e00-\u9fff]")
 def demo(tmp_path_factory):
     root = tmp_path_factory.mktemp("demo")
     run_dir = tmp_path_factory.mktemp("run")
-    stage = run_library_stage("demo", root, run_dir=run_dir, size=48, seed=3, image_size=64, progress=False)
+    settings = load_settings(environ={}, home=str(tmp_path_factory.mktemp("home")))
+    stage = build_library(
+        settings, "demo", root, run_dir=run_dir, size=48, seed=3, image_size=64, progress=False
+    )
     return stage, root, run_dir
 
 
@@ -66,7 +70,8 @@ def test_a_second_run_reuses_meshes_and_renders(demo):
     view = stage.assets[0].view_paths[0]
     glb = stage.assets[0].glb_path
     stamps = (view.stat().st_mtime_ns, glb.stat().st_mtime_ns)
-    again = run_library_stage("demo", root, size=48, seed=3, image_size=64, progress=False)
+    settings = load_settings(environ={}, home=str(root.parent))
+    again = build_library(settings, "demo", root, size=48, seed=3, image_size=64, progress=False)
     assert [a.caption_en for a in again.assets] == [a.caption_en for a in stage.assets]
     assert (view.stat().st_mtime_ns, glb.stat().st_mtime_ns) == stamps
     assert again.seconds["build_render"] < stage.seconds["build_render"]

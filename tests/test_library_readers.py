@@ -11,9 +11,10 @@ import pytest
 from library_fixtures import gobjaverse_cameras, truncate, write_views
 from PIL import Image
 
-from assetlib.library.readers import LibraryError, LibrarySource, read_library, write_failures
+from assetlib.library.readers import LibraryError, LibrarySource, read_library
 from assetlib.library.views import View, camera_angles, select_views
 from assetlib.media.images import ImageError, decode_image, load_rgb
+from assetlib.records import write_failures
 
 UIDS = {
     "0/10002": "8476c4170df24cf5bbe6967222d1a42d",

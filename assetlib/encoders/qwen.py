@@ -22,8 +22,15 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from assetlib.encoders.base import EncoderError, EncoderInfo, check_language, l2_normalize
-from assetlib.media.images import load_rgb, to_rgb_on_white
+from assetlib.encoders.base import (
+    EncoderError,
+    EncoderInfo,
+    ImageInput,
+    TextRole,
+    check_language,
+    l2_normalize,
+)
+from assetlib.media.images import as_rgb, to_rgb_on_white
 
 log = logging.getLogger(__name__)
 
@@ -34,8 +41,6 @@ KNOWN_DIMS = {
     "tongyi-embedding-vision-flash": 768,
     "multimodal-embedding-v1": 1024,
 }
-
-ImageInput = Image.Image | str | Path
 
 
 class QwenError(EncoderError):
@@ -110,6 +115,13 @@ def _safe_text(text: str) -> str:
     return text
 
 
+def spread(items: list[ImageInput], count: int) -> list[ImageInput]:
+    """`count` items taken evenly from a list (all of them when it has no more)."""
+    if len(items) <= count:
+        return items
+    return [items[(i * len(items)) // count] for i in range(count)]
+
+
 class QwenEncoder:
     """DashScope multimodal embeddings (tongyi-embedding-vision-*): text, single images, fused views."""
 
@@ -126,6 +138,7 @@ class QwenEncoder:
         timeout: float = 60.0,
         image_url_base: str | None = None,
         image_root: Path | None = None,
+        num_images: int = MAX_MULTI_IMAGES,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         import dashscope
@@ -140,7 +153,11 @@ class QwenEncoder:
         self.model, self.api_key, self.dimension = model, api_key, dimension
         self.max_retries, self.backoff_base, self.backoff_max = max_retries, backoff_base, backoff_max
         self.timeout = timeout
-        self.image_url_base, self.image_root = image_url_base, image_root
+        self.image_url_base = image_url_base
+        self.image_root = image_root.expanduser().resolve() if image_root is not None else None
+        if not 1 <= num_images <= MAX_MULTI_IMAGES:
+            raise EncoderError(f"QWEN_NUM_IMAGES must be 1 to {MAX_MULTI_IMAGES}, got {num_images}")
+        self.num_images = num_images
         self.limiter = RateLimiter(requests_per_minute, sleep=sleep)
         self._sleep = sleep
         dim = dimension or KNOWN_DIMS.get(model)
@@ -221,15 +238,16 @@ class QwenEncoder:
 
     # -- inputs -----------------------------------------------------------------------------------
     def image_ref(self, image: ImageInput) -> str:
-        """A public URL (when configured and the file lies under image_root) or a PNG data URI."""
-        if isinstance(image, (str, Path)):
-            path = Path(image)
-            if self.image_url_base and self.image_root and path.is_relative_to(self.image_root):
+        """A public URL (QWEN_IMAGE_URL_BASE, for a file under QWEN_IMAGE_ROOT) or a PNG data URI."""
+        if isinstance(image, Path) and self.image_url_base and self.image_root:
+            path = image.expanduser().resolve()
+            if path.is_relative_to(self.image_root):
                 return f"{self.image_url_base.rstrip('/')}/{path.relative_to(self.image_root).as_posix()}"
-            return to_data_uri(load_rgb(path))
-        return to_data_uri(image)
+        return to_data_uri(as_rgb(image))
 
-    def encode_texts(self, texts: Sequence[str], language: str = "en", role: str = "document") -> np.ndarray:
+    def encode_texts(
+        self, texts: Sequence[str], language: str = "en", role: TextRole = "document"
+    ) -> np.ndarray:
         """Text vectors in the same space as the image vectors (English and Chinese alike)."""
         check_language(language, self.info)
         if any(not t or not t.strip() for t in texts):
@@ -250,11 +268,12 @@ class QwenEncoder:
         return np.concatenate(parts) if parts else np.zeros((0, self.info.dim), np.float32)
 
     def encode_asset_views(self, views: Sequence[Sequence[ImageInput]]) -> np.ndarray:
-        """One fused vector per asset: a single {"multi_images": [...]} item with up to 8 views."""
+        """One fused vector per asset: a single {"multi_images": [...]} item of QWEN_NUM_IMAGES views,
+        spread evenly over the asset's views when it has more."""
         out = []
         for asset_views in views:
             if not asset_views:
                 raise EncoderError("an asset with no views cannot be embedded")
-            refs = [self.image_ref(v) for v in list(asset_views)[:MAX_MULTI_IMAGES]]
+            refs = [self.image_ref(v) for v in spread(list(asset_views), self.num_images)]
             out.append(self._call([{"multi_images": refs}]))
         return np.concatenate(out) if out else np.zeros((0, self.info.dim), np.float32)

@@ -13,17 +13,18 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from assetlib.encoders.base import (
     EncoderError,
     EncoderInfo,
     EncoderUnavailable,
+    ImageInput,
+    TextRole,
     check_language,
     l2_normalize,
     mean_of_views,
 )
-from assetlib.media.images import to_rgb_on_white
+from assetlib.media.images import as_rgb
 
 log = logging.getLogger(__name__)
 
@@ -141,8 +142,10 @@ class SiglipEncoder:
                 out.append(_pooled(fn(**inputs)).float().cpu().numpy())
         return np.concatenate(out) if out else np.zeros((0, self.info.dim), dtype=np.float32)
 
-    def encode_texts(self, texts: Sequence[str], language: str = "en", role: str = "document") -> np.ndarray:
-        """Caption or query vectors, L2-normalised."""
+    def encode_texts(
+        self, texts: Sequence[str], language: str = "en", role: TextRole = "document"
+    ) -> np.ndarray:
+        """Caption or query vectors, L2-normalised (SigLIP embeds queries and captions alike)."""
         check_language(language, self.info)
         if any(not t or not t.strip() for t in texts):
             raise EncoderError("cannot embed an empty text")
@@ -150,9 +153,9 @@ class SiglipEncoder:
         batches = [dict(self.tokenize(texts[i : i + step])) for i in range(0, len(texts), step)]
         return l2_normalize(self._run(self.model.get_text_features, batches), f"{self.info.name} text")
 
-    def encode_images(self, images: Sequence[Image.Image]) -> np.ndarray:
+    def encode_images(self, images: Sequence[ImageInput]) -> np.ndarray:
         """One vector per image; RGBA is composited onto white first, as at index time."""
-        rgb = [to_rgb_on_white(im) for im in images]
+        rgb = [as_rgb(im) for im in images]
         step = self.batch_size
         batches = [
             {
@@ -164,7 +167,7 @@ class SiglipEncoder:
         ]
         return l2_normalize(self._run(self.model.get_image_features, batches), f"{self.info.name} image")
 
-    def encode_asset_views(self, views: Sequence[Sequence[Image.Image]]) -> np.ndarray:
+    def encode_asset_views(self, views: Sequence[Sequence[ImageInput]]) -> np.ndarray:
         """Mean of the per-view vectors of each asset (SigLIP has no multi-image input)."""
         flat = [im for asset in views for im in asset]
         return mean_of_views(self.encode_images(flat), [len(v) for v in views])

@@ -10,16 +10,20 @@ import signal
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from assetlib import __version__
 from assetlib.config import ConfigError, Settings, load_settings
 from assetlib.logs import configure_logging
 
+if TYPE_CHECKING:
+    from assetlib.pipeline.stages import LibraryStage
+
 log = logging.getLogger("assetlib.faces.cli")
 
 
-def _settings(args: argparse.Namespace) -> Settings:
-    return load_settings(args.params)
+def _settings(args: argparse.Namespace, **overrides: Any) -> Settings:
+    return load_settings(args.params, **overrides)
 
 
 def cmd_config(args: argparse.Namespace) -> int:
@@ -77,17 +81,16 @@ def cmd_db_drop_encoder(args: argparse.Namespace) -> int:
 
 def cmd_library_demo(args: argparse.Namespace) -> int:
     """Generate the procedural demo library (meshes, renders, English and Chinese captions)."""
-    from assetlib.pipeline.library_stage import default_demo_root, run_library_stage
+    from assetlib.pipeline.stages import build_library
 
-    settings = _settings(args)
-    root = Path(args.out) if args.out else default_demo_root(settings.home)
-    stage = run_library_stage(
+    settings = _settings(args, **({"views_per_asset": args.views} if args.views else {}))
+    stage = build_library(
+        settings,
         "demo",
-        root,
+        args.out,
         run_dir=args.run_dir,
         size=args.size,
         seed=args.seed,
-        num_views=args.views,
         image_size=args.image_size,
         workers=args.workers,
     )
@@ -97,22 +100,16 @@ def cmd_library_demo(args: argparse.Namespace) -> int:
 
 def cmd_library_read(args: argparse.Namespace) -> int:
     """Read a real library (Cap3D captions, G-Objaverse renders) and report what it holds."""
-    from assetlib.pipeline.library_stage import run_library_stage
+    from assetlib.pipeline.stages import build_library
 
-    settings = _settings(args)
-    stage = run_library_stage(
-        "real",
-        args.root,
-        run_dir=args.run_dir,
-        max_assets=settings.max_assets,
-        num_views=settings.qwen_num_images,
-        verify_images=not args.no_verify,
+    stage = build_library(
+        _settings(args), "real", args.root, run_dir=args.run_dir, verify_images=not args.no_verify
     )
     _print_stage(stage)
     return 0
 
 
-def _print_stage(stage: object) -> None:
+def _print_stage(stage: LibraryStage) -> None:
     print(f"library:  {stage.root}")
     print(f"assets:   {len(stage.assets)}")
     print(f"counts:   {json.dumps(stage.counts)}")
@@ -152,77 +149,56 @@ def cmd_encoders(args: argparse.Namespace) -> int:
 
 def cmd_embed(args: argparse.Namespace) -> int:
     """Embed a library with one algorithm into shards, then load the vectors into the store."""
-    from assetlib.embedding.local import embed_assets, load_shards
-    from assetlib.encoders.registry import get_encoder
-    from assetlib.library.readers import LibrarySource, read_library
-    from assetlib.pipeline.library_stage import default_demo_root
-    from assetlib.store.schema import index_params_from
+    from assetlib.pipeline.stages import embed, populate
 
     settings = _settings(args)
-    root = Path(args.library) if args.library else default_demo_root(settings.home)
-    read = read_library(
-        LibrarySource.at(root), max_assets=settings.max_assets, num_views=settings.qwen_num_images
+    stage = embed(
+        settings, [args.algorithm], args.library, shard_root=args.run_dir, languages=args.languages.split(",")
     )
-    encoder = get_encoder(args.algorithm, settings)
-    summary = embed_assets(
-        read.assets,
-        encoder,
-        args.run_dir,
-        shard_size=settings.embedding_shard_size,
-        languages=args.languages.split(","),
-    )
+    outcome = stage.results[0]
+    if outcome["status"] != "done":
+        print(f"{outcome['algorithm']}: {outcome['reason']}", file=sys.stderr)
+        return 4
     print(
-        f"{summary.encoder}: {summary.shards} shards ({summary.shards_skipped} unchanged), "
-        f"{summary.rows_computed} vectors computed ({summary.items_per_second:.1f}/s), "
-        f"{summary.rows_reused} reused, {len(summary.failures)} failed, {summary.seconds:.1f}s"
+        f"{outcome['encoder']}: {outcome['shards']} shards ({outcome['shards_unchanged']} unchanged), "
+        f"{outcome['vectors_computed']} vectors computed ({outcome['vectors_per_second']:.1f}/s), "
+        f"{outcome['vectors_reused']} reused, {outcome['failures']} failed "
+        f"({outcome['failures_csv']}), {outcome['seconds']:.1f}s"
     )
     if args.no_load:
-        return 0
-    from assetlib.store.db import Database
-
-    params = index_params_from(settings)
-    with Database.open(settings) as db:
-        loaded = load_shards(
-            db,
-            args.run_dir,
-            summary.encoder,
-            read.assets,
-            storage=settings.vector_storage,
-            index_params=params,
+        return 1 if outcome["failures"] else 0
+    loaded = populate(settings, args.library, shard_root=args.run_dir, encoders=stage.encoders)
+    for row in loaded.rows:
+        print(
+            f"store: {row['rows']} rows offered, {row['inserted']} inserted, {row['updated']} updated, "
+            f"{row['indexes_built']} indexes built, {row['seconds']:.1f}s"
         )
-    print(
-        f"store: {loaded.rows} rows offered, {loaded.inserted} inserted, {loaded.updated} updated, "
-        f"{len(loaded.indexes)} indexes built, {loaded.seconds:.1f}s"
-    )
-    return 1 if summary.failures else 0
+        if row["index_refused"]:
+            print(f"store: index refused by the memory guard: {row['index_refused']}", file=sys.stderr)
+    return 1 if outcome["failures"] else 0
 
 
 def cmd_train(args: argparse.Namespace) -> int:
     """Train a small SigLIP from scratch (or fine-tune one) on a library; reuse it when already trained."""
-    from dataclasses import replace
+    from assetlib.pipeline.stages import train
 
-    from assetlib.library.readers import LibrarySource, read_library
-    from assetlib.pipeline.library_stage import default_demo_root
-    from assetlib.train.trainer import TrainConfig, ensure_trained
-
-    settings = _settings(args)
-    root = Path(args.library) if args.library else default_demo_root(settings.home)
-    assets = read_library(LibrarySource.at(root), max_assets=settings.max_assets).assets
-    cfg = replace(
-        TrainConfig(),
+    stage = train(
+        _settings(args),
+        args.library,
         name=args.name,
         init=args.init,
-        seed=args.seed,
-        batch_size=args.batch,
-        max_steps=args.steps,
+        out_dir=args.out,
+        steps=args.steps,
         max_seconds=args.seconds,
-        lr=args.lr,
+        batch_size=args.batch,
+        learning_rate=args.lr,
+        seed=args.seed,
+        run_dir=args.run_dir,
     )
-    out = Path(args.out) if args.out else settings.home / "models" / f"siglip-{args.name}"
-    result = ensure_trained(assets, out, cfg)
+    result = stage.result
     state = "reused" if result.reused else f"trained {result.steps} steps in {result.seconds:.0f}s"
     print(f"model:    {result.model_dir}  ({state})")
-    print(f"encoder:  siglip:{result.model_dir}  (stored as siglip:{cfg.name})")
+    print(f"encoder:  siglip:{result.model_dir}  (stored as siglip:{args.name})")
     for key, value in sorted(result.metrics.items()):
         print(f"  {key:<34} {value:.3f}")
     return 0
@@ -247,20 +223,23 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_translate(args: argparse.Namespace) -> int:
     """Translate English captions to Chinese through Qwen (Batch API, or real time for small sets)."""
-    from assetlib.library.translate import OUTPUT_NAME, translate_captions
+    from assetlib.pipeline.stages import translate
 
-    settings = _settings(args)
     captions = Path(args.captions)
     run_dir = Path(args.run_dir) if args.run_dir else captions.parent / "translation_run"
-    report = translate_captions(
+    stage = translate(
+        _settings(args),
         captions,
         run_dir,
-        settings,
         mode=args.mode,
         dry_run=args.dry_run,
-        output=Path(args.out) if args.out else None,
+        output=args.out,
         max_wait=args.max_wait,
     )
+    report = stage.report
+    if report is None:
+        print(f"assetlib translate: {stage.reason}: set DASHSCOPE_API_KEY", file=sys.stderr)
+        return 4
     if report.dry_run:
         plan = report.dry_run
         print(
@@ -270,7 +249,6 @@ def cmd_translate(args: argparse.Namespace) -> int:
             f"(model {plan['model']}); nothing was submitted"
         )
         return 0
-    target = report.output or (Path(args.out) if args.out else captions.with_name(OUTPUT_NAME))
     print(
         f"{report.already + report.translated} of {report.total} captions translated "
         f"({report.translated} in this run, {len(report.failed)} failed: {run_dir / 'failed.json'})"
@@ -278,7 +256,7 @@ def cmd_translate(args: argparse.Namespace) -> int:
     if report.output is None:
         print(f"batches still running; run the same command again to pick them up (state: {run_dir})")
         return 1
-    print(f"wrote {target}")
+    print(f"wrote {stage.target}")
     return 0 if report.complete else 1
 
 
@@ -321,24 +299,20 @@ def cmd_serve_api(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     """Compare every usable algorithm, mode, language and image layout on benchmark queries from a library."""
-    from assetlib.evaluation.run import QuerySet, build_queries, comparison_table, evaluate
-    from assetlib.library.readers import LibrarySource, read_library
-    from assetlib.pipeline.library_stage import default_demo_root
-    from assetlib.search.service import SearchService
+    from assetlib.evaluation.report import comparison_table
+    from assetlib.pipeline.stages import evaluate
 
-    settings = _settings(args)
-    root = Path(args.library) if args.library else default_demo_root(settings.home)
-    out = Path(args.run_dir)
-    saved = out / "queries.json"
-    if saved.exists():
-        queries = QuerySet.load(saved)  # the same queries as earlier runs in this folder
-    else:
-        assets = read_library(LibrarySource.at(root), max_assets=settings.max_assets).assets
-        queries = build_queries(assets, out, seed=args.seed, max_queries=args.max_queries)
-    with SearchService(settings) as service:
-        report = evaluate(service, queries, args.algorithms.split(","), out)
-    print(comparison_table(report.rows))
-    for name, path in report.files.items():
+    stage = evaluate(
+        _settings(args),
+        args.library,
+        args.run_dir,
+        args.algorithms.split(","),
+        seed=args.seed,
+        max_queries=args.max_queries,
+        reuse=False,
+    )
+    print(comparison_table(stage.report.rows))
+    for name, path in stage.report.files.items():
         print(f"{name}: {path}")
     return 0
 
@@ -391,6 +365,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--batch", type=int, default=128)
     train.add_argument("--lr", type=float, default=5e-4)
     train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--run-dir", help="write the training curves and held-out metrics here")
 
     run = add(sub, "run", cmd_run)
     run.add_argument(
@@ -446,7 +421,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", help="library folder (default: $ASSETLIB_HOME/libraries/demo)")
     demo.add_argument("--size", type=int, default=480, help="number of assets (default 480)")
     demo.add_argument("--seed", type=int, default=0)
-    demo.add_argument("--views", type=int, default=8)
+    demo.add_argument("--views", type=int, help="views rendered per asset (default: VIEWS_PER_ASSET, 8)")
     demo.add_argument("--image-size", type=int, default=256)
     demo.add_argument("--workers", type=int, default=None, help="render processes (default: all cores)")
     demo.add_argument("--run-dir", help="write failures, counts and a 4×4 preview grid here")

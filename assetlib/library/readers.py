@@ -15,9 +15,9 @@ from pathlib import Path
 
 from PIL import Image
 
+from assetlib.config import Settings
 from assetlib.library.asset import Asset, Failure
-from assetlib.library.views import CameraError, View, read_view, select_views
-from assetlib.media.render import CAMPOS_DIR
+from assetlib.library.views import CAMPOS_DIR, CameraError, View, read_view, select_views
 
 log = logging.getLogger(__name__)
 
@@ -267,12 +267,22 @@ def read_library(
     return LibraryRead(assets, failures, counts)
 
 
-def write_failures(failures: list[Failure], path: str | Path) -> Path:
-    """Write a failures table (asset_id, stage, reason) as CSV."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="", encoding="utf-8") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(["asset_id", "stage", "reason"])
-        writer.writerows((f.asset_id, f.stage, f.reason) for f in failures)
-    return path
+def default_library_root(home: Path) -> Path:
+    """Where the library lives unless told otherwise: the demo library under ASSETLIB_HOME."""
+    return Path(home) / "libraries" / "demo"
+
+
+def open_library(
+    settings: Settings,
+    root: str | Path | None = None,
+    verify_images: bool = True,
+) -> LibraryRead:
+    """Read the library at `root` (default: the demo library) as the settings say: MAX_ASSETS assets at
+    most, VIEWS_PER_ASSET views each. The one recipe every stage, command and notebook uses."""
+    folder = Path(root).expanduser() if root else default_library_root(settings.home)
+    return read_library(
+        LibrarySource.at(folder),
+        max_assets=settings.max_assets,
+        num_views=settings.views_per_asset,
+        verify_images=verify_images,
+    )

@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import re
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -29,6 +28,8 @@ from typing import Any
 
 from assetlib.config import Settings
 from assetlib.logs import progress
+from assetlib.records import write_text_atomic
+from assetlib.vocab import cjk_count
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +38,6 @@ PROMPT_VERSION = "v1"
 TERMINAL = ("completed", "failed", "expired", "cancelled")
 MAX_ATTEMPTS = 2  # the first batch, then one follow-up batch for what failed
 MAX_POLL_SECONDS = 600.0
-CJK = re.compile(r"[\u4e00-\u9fff]")
 
 # Terms 3D captions use often, translated one way everywhere (only the ones a caption contains go
 # into its prompt, to keep requests short).
@@ -117,7 +117,7 @@ def validate_translation(english: str, chinese: str) -> str | None:
         return "empty translation"
     if "\n" in chinese:
         return "more than one line"
-    cjk = len(CJK.findall(chinese))
+    cjk = cjk_count(chinese)
     if cjk == 0:
         return "no Chinese characters"
     letters = len(re.findall(r"[A-Za-z]", chinese))
@@ -182,13 +182,7 @@ class State:
     def save(self) -> None:
         """Write state.json atomically (a crash leaves the old or the new one, never half)."""
         data = {"model": self.model, "prompt_version": PROMPT_VERSION, "jobs": [asdict(j) for j in self.jobs]}
-        _atomic_write(self.path, json.dumps(data, indent=1))
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+        write_text_atomic(self.path, json.dumps(data, indent=1))
 
 
 class Ledger:
@@ -274,8 +268,8 @@ class BatchTranslator:
             input_path = self.run_dir / "requests" / f"{name}.jsonl"
             ids_path = self.run_dir / "requests" / f"{name}.ids.json"
             lines = (json.dumps(request_line(i, captions[i], self.model), ensure_ascii=False) for i in ids)
-            _atomic_write(input_path, "\n".join(lines) + "\n")
-            _atomic_write(ids_path, json.dumps(ids))
+            write_text_atomic(input_path, "\n".join(lines) + "\n")
+            write_text_atomic(ids_path, json.dumps(ids))
             self.state.jobs.append(Job(name, attempt, str(ids_path), str(input_path)))
             log.info("planned %s: %d requests (attempt %d)", name, len(ids), attempt)
         self.state.save()
@@ -345,7 +339,7 @@ class BatchTranslator:
                 continue
             target = self.run_dir / "downloads" / f"{job.name}.{kind}.jsonl"
             if not target.is_file():
-                _atomic_write(target, self.client.files.content(file_id).text)
+                write_text_atomic(target, self.client.files.content(file_id).text)
             for line in target.read_text(encoding="utf-8").splitlines():
                 if line.strip():
                     self._take_line(json.loads(line), captions, reasons)
@@ -555,11 +549,11 @@ def translate_captions(
         failed = translate_realtime(
             client, captions, ledger, settings.translation_model, settings.translation_concurrency
         )
-    _atomic_write(run_dir / "failed.json", json.dumps(failed, ensure_ascii=False, indent=1))
+    write_text_atomic(run_dir / "failed.json", json.dumps(failed, ensure_ascii=False, indent=1))
     done = {i: ledger.done[i] for i in captions if i in ledger.done}
     finished = len(done) + len(failed) == len(captions)
     if finished:
-        _atomic_write(output, json.dumps(done, ensure_ascii=False, indent=1))
+        write_text_atomic(output, json.dumps(done, ensure_ascii=False, indent=1))
         log.info(
             "wrote %d translations to %s (%d failed, listed in failed.json)", len(done), output, len(failed)
         )
@@ -578,4 +572,4 @@ def translate_captions(
 
 def write_captions(path: Path, captions: Mapping[str, str] | Iterable[tuple[str, str]]) -> None:
     """Write {asset id: caption} JSON (UTF-8, Chinese unescaped)."""
-    _atomic_write(path, json.dumps(dict(captions), ensure_ascii=False, indent=1))
+    write_text_atomic(path, json.dumps(dict(captions), ensure_ascii=False, indent=1))

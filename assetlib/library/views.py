@@ -9,6 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
+# G-Objaverse's 280k set keeps each asset's views under this folder; other trees have none.
+CAMPOS_DIR = "campos_512_v4"
 # Views looking almost straight down or up say little about an object's shape from the side.
 MAX_ELEVATION_DEG = 60.0
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
 
-# Decoders accepted for renders and query images; anything else is refused by content, not by name.
-ALLOWED_FORMATS = ("PNG", "JPEG", "WEBP", "BMP")
+from assetlib.vocab import IMAGE_FORMATS
+
 DEFAULT_MAX_BYTES = 20 * 1024 * 1024
 DEFAULT_MAX_PIXELS = 40_000_000  # a 6000×6000 photo passes; decompression bombs do not
 BACKGROUND = (255, 255, 255)  # renders are composited onto this at index and at query time alike
@@ -17,6 +17,10 @@ BACKGROUND = (255, 255, 255)  # renders are composited onto this at index and at
 
 class ImageError(ValueError):
     """An image that cannot be used, with the reason in plain words."""
+
+
+class NotAnImage(ImageError):
+    """Bytes that are none of the accepted image formats (an upload of the wrong kind)."""
 
 
 def decode_image(
@@ -43,7 +47,7 @@ def decode_image(
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data), formats=list(ALLOWED_FORMATS))
+            image = Image.open(io.BytesIO(data), formats=list(IMAGE_FORMATS))
             width, height = image.size
             if width * height > max_pixels:
                 raise ImageError(f"image is {width}×{height} pixels, over the {max_pixels:,}-pixel limit")
@@ -56,7 +60,7 @@ def decode_image(
         kind = sniff_format(data)
         if kind is not None:
             raise ImageError(f"corrupt or truncated {kind} image") from exc
-        raise ImageError(f"not a {'/'.join(ALLOWED_FORMATS)} image") from exc
+        raise NotAnImage(f"not a {'/'.join(IMAGE_FORMATS)} image") from exc
     except (OSError, SyntaxError, ValueError) as exc:
         raise ImageError(f"corrupt or truncated image: {exc}") from exc
     return image
@@ -88,3 +92,8 @@ def to_rgb_on_white(image: Image.Image) -> Image.Image:
 def load_rgb(source: bytes | str | Path, **limits: int) -> Image.Image:
     """Decode safely and composite onto white: what every encoder receives."""
     return to_rgb_on_white(decode_image(source, **limits))
+
+
+def as_rgb(image: Image.Image | str | Path) -> Image.Image:
+    """An encoder's input as RGB on white: a decoded image composited, a file decoded safely first."""
+    return to_rgb_on_white(image) if isinstance(image, Image.Image) else load_rgb(image)

@@ -7,7 +7,8 @@ from pathlib import Path
 import numpy as np
 import trimesh
 
-MESH_SUFFIXES = (".glb", ".gltf", ".obj", ".ply", ".stl")
+from assetlib.vocab import MESH_SUFFIXES
+
 MAX_MESH_BYTES = 512 * 1024 * 1024
 
 
@@ -15,12 +16,16 @@ class MeshError(ValueError):
     """A mesh file that cannot be used, with the reason."""
 
 
+class UnsupportedMeshFormat(MeshError):
+    """A file whose suffix is none of the mesh formats read here."""
+
+
 def load_mesh(path: str | Path) -> trimesh.Scene:
     """Load a mesh file as a scene; raise MeshError for empty, unreadable or degenerate meshes."""
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in MESH_SUFFIXES:
-        raise MeshError(
+        raise UnsupportedMeshFormat(
             f"{path.name}: unsupported mesh format {suffix or '(none)'}; use {', '.join(MESH_SUFFIXES)}"
         )
     try:

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from assetlib.library.asset import Failure
-from assetlib.library.views import camera_json
+from assetlib.library.views import CAMPOS_DIR, camera_json
 from assetlib.media.meshes import MeshError, load_mesh
 
 # EGL renders without a display, on a GPU or (Mesa llvmpipe) on the CPU; must be set before OpenGL loads.
@@ -24,7 +24,6 @@ os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
 
 log = logging.getLogger(__name__)
 
-CAMPOS_DIR = "campos_512_v4"
 # glTF is Y-up; G-Objaverse cameras (Blender) are Z-up: Blender (x, y, z) = glTF (x, -z, y).
 Y_UP_TO_Z_UP = np.array([[1, 0, 0], [0, 0, -1], [0, 1, 0]], dtype=float)
 

@@ -34,7 +34,8 @@ from assetlib.config import (
     read_params_file,
     settings_environment,
 )
-from assetlib.pipeline.stages import read_stage_metrics
+from assetlib.pipeline.stages import NEEDS_API_KEY, StageName, read_stage_metrics
+from assetlib.records import write_json
 
 log = logging.getLogger(__name__)
 
@@ -71,15 +72,7 @@ class Stage:
         return NOTEBOOKS / f"{self.name}.ipynb"
 
 
-STAGES = (
-    Stage("00_build_library"),
-    Stage("01_translate_captions", needs_api_key=True),
-    Stage("02a_train_siglip"),
-    Stage("02_embed_siglip"),
-    Stage("03_embed_qwen", needs_api_key=True),
-    Stage("04_populate_database"),
-    Stage("05_evaluate"),
-)
+STAGES = tuple(Stage(name.value, needs_api_key=name in NEEDS_API_KEY) for name in StageName)
 STAGE_NAMES = tuple(s.name for s in STAGES)
 
 
@@ -237,9 +230,7 @@ class Manifest:
 
     def save(self) -> None:
         """Write it (never half-written)."""
-        tmp = self.path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(self.data, indent=1, ensure_ascii=False, default=str), encoding="utf-8")
-        os.replace(tmp, self.path)
+        write_json(self.path, self.data)
 
     def stage(self, name: str) -> dict:
         """The record of one stage."""

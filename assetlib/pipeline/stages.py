@@ -1,7 +1,8 @@
-"""Bodies of the embedding and database stages, so the notebooks stay thin and tests can reach them.
+"""One body per pipeline stage, called by the stage notebooks and by the CLI alike.
 
-Every stage notebook records what it did in `<run_dir>/stage_metrics.json` (`write_stage_metrics`);
-the pipeline runner copies that into the run's manifest.
+Every body records what it did in `<run_dir>/stage_metrics.json` (`write_stage_metrics`); the
+pipeline runner copies that into the run's manifest. Notebooks hold parameters, one call into
+this module, and the tables and plots of its result.
 """
 
 from __future__ import annotations
@@ -10,25 +11,49 @@ import json
 import logging
 import time
 from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, replace
+from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
-from assetlib.config import Settings
-from assetlib.library.asset import Asset
-from assetlib.records import write_csv
+from assetlib.config import Settings, trained_model_dir
+from assetlib.library.asset import Asset, Failure
+from assetlib.library.readers import default_library_root, open_library
+from assetlib.records import write_failures, write_json
+
+# Each stage imports its room when it runs: the runner and the CLI's parser load none of them.
+if TYPE_CHECKING:
+    from assetlib.evaluation.queries import QuerySet
+    from assetlib.evaluation.report import EvalReport
+    from assetlib.library.translate import TranslationReport
+    from assetlib.store.populate import PopulateResult
+    from assetlib.store.report import DatabaseReport
+    from assetlib.train.trainer import TrainResult
 
 log = logging.getLogger(__name__)
 
 STAGE_METRICS = "stage_metrics.json"
 
 
+class StageName(StrEnum):
+    """The pipeline's stages, in the order they run (each is notebooks/<name>.ipynb)."""
+
+    BUILD_LIBRARY = "00_build_library"
+    TRANSLATE = "01_translate_captions"
+    TRAIN = "02a_train_siglip"
+    EMBED_SIGLIP = "02_embed_siglip"
+    EMBED_QWEN = "03_embed_qwen"
+    POPULATE = "04_populate_database"
+    EVALUATE = "05_evaluate"
+
+
+NEEDS_API_KEY = frozenset({StageName.TRANSLATE, StageName.EMBED_QWEN})
+
+
 def write_stage_metrics(run_dir: str | Path, stage: str, status: str, **data: Any) -> Path:
     """Record a stage's outcome (done, skipped with a reason, incomplete) and its numbers."""
-    path = Path(run_dir) / STAGE_METRICS
-    path.parent.mkdir(parents=True, exist_ok=True)
-    record = {"stage": stage, "status": status, **data}
-    path.write_text(json.dumps(record, indent=1, ensure_ascii=False, default=str), encoding="utf-8")
-    log.info("%s: %s %s", stage, status, data.get("reason", ""))
+    path = write_json(Path(run_dir) / STAGE_METRICS, {"stage": str(stage), "status": status, **data})
+    log.info("%s: %s %s", stage, status, data.get("reason") or "")
     return path
 
 
@@ -38,41 +63,274 @@ def read_stage_metrics(run_dir: str | Path) -> dict | None:
     return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
 
 
-def default_shard_root(settings: Settings) -> Path:
-    """Where embedding shards live between runs: $ASSETLIB_HOME (so a new run reuses them)."""
-    return settings.home
+# -- 00 build library ---------------------------------------------------------------------------------
+@dataclass
+class LibraryStage:
+    """Result of the library stage: the assets, what was skipped, where the pictures are, timings."""
+
+    root: Path
+    assets: list[Asset]
+    failures: list[Failure]
+    counts: dict[str, int]
+    seconds: dict[str, float]
+    preview: Path | None
+    failures_csv: Path | None
 
 
-def embed_algorithms(
-    assets: Sequence[Asset],
-    algorithms: Sequence[str],
+def build_library(
     settings: Settings,
-    shard_root: Path,
-    run_dir: Path,
+    source: Literal["demo", "real"] = "demo",
+    root: str | Path | None = None,
+    run_dir: str | Path | None = None,
+    size: int | None = None,
+    seed: int = 0,
+    image_size: int = 256,
+    workers: int | None = None,
+    verify_images: bool = True,
+    progress: bool = True,
+) -> LibraryStage:
+    """Build (demo) or read (real) a library; write failures, a preview grid and counts to run_dir.
+
+    Views per asset and the asset cap come from the settings (VIEWS_PER_ASSET, MAX_ASSETS).
+    """
+    from assetlib.library.demo.generator import DEFAULT_SIZE, write_demo_library
+    from assetlib.media.preview import sample_assets, save_asset_grid
+    from assetlib.media.render import RenderSettings
+
+    if source not in ("demo", "real"):
+        raise ValueError(f"source must be 'demo' or 'real', got {source!r}")
+    folder = Path(root).expanduser() if root else default_library_root(settings.home)
+    seconds: dict[str, float] = {}
+    failures: list[Failure] = []
+    started = time.perf_counter()
+    if source == "demo":
+        build = write_demo_library(
+            folder,
+            size=size or DEFAULT_SIZE,
+            seed=seed,
+            render=RenderSettings(views=settings.views_per_asset, size=image_size),
+            workers=workers,
+            progress=progress,
+        )
+        failures += build.failures
+        seconds.update({f"build_{k}": v for k, v in build.seconds.items()})
+    elif not folder.is_dir():
+        raise FileNotFoundError(f"library folder not found: {folder}")
+    t = time.perf_counter()
+    read = open_library(settings, folder, verify_images=verify_images)
+    seconds["read"] = time.perf_counter() - t
+    failures += read.failures
+    seconds["total"] = time.perf_counter() - started
+    preview = failures_csv = None
+    if run_dir is not None:
+        out = Path(run_dir)
+        failures_csv = write_failures(failures, out / "library_failures.csv")
+        title = f"{source} library: {len(read.assets)} assets, 16 at random (seed {seed})"
+        preview = save_asset_grid(
+            sample_assets(read.assets, 16, seed), out / "library_preview.png", title=title
+        )
+        rounded = {k: round(v, 1) for k, v in seconds.items()}
+        counts = {"source": source, "root": str(folder), "counts": read.counts, "failures": len(failures)}
+        write_json(out / "library_counts.json", {**counts, "seconds": rounded}, indent=2)
+        write_stage_metrics(
+            out,
+            StageName.BUILD_LIBRARY,
+            "done",
+            source=source,
+            library=str(folder),
+            counts=read.counts,
+            seconds=rounded,
+            skipped_assets=len(failures),
+            failures_csv=str(failures_csv),
+        )
+    log.info(
+        "library stage (%s): %d assets, %d failures in %.1fs",
+        source,
+        len(read.assets),
+        len(failures),
+        seconds["total"],
+    )
+    return LibraryStage(folder, read.assets, failures, read.counts, seconds, preview, failures_csv)
+
+
+# -- 01 translate captions ----------------------------------------------------------------------------
+@dataclass
+class TranslateStage:
+    """Where the translations go, and what the run did (None when it was skipped)."""
+
+    status: str
+    captions: Path  # the English captions translated
+    target: Path
+    report: TranslationReport | None
+    reason: str | None = None
+
+
+def translate(
+    settings: Settings,
+    captions: str | Path | None = None,
+    run_dir: str | Path = "outputs/translate",
+    mode: str = "batch",
+    dry_run: bool = False,
+    output: str | Path | None = None,
+    max_wait: float | None = None,
+) -> TranslateStage:
+    """English → Chinese captions through Qwen; never overwrites Chinese captions a library came with."""
+    from assetlib.library.translate import OUTPUT_NAME, translate_captions
+
+    source = Path(captions) if captions else default_library_root(settings.home) / "text_captions_cap3d.json"
+    out = Path(run_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    # Where translations go is decided once per run folder, so a resumed run writes to the same place.
+    decided = out / "output_path.txt"
+    if output:
+        target = Path(output)
+    elif decided.exists():
+        target = Path(decided.read_text())
+    else:
+        beside = source.with_name(OUTPUT_NAME)
+        target = out / OUTPUT_NAME if beside.exists() else beside
+    decided.write_text(str(target))
+    record: dict[str, Any] = {"captions": str(source), "mode": mode, "output": str(target)}
+    if settings.dashscope_api_key is None and not dry_run:
+        stage = TranslateStage("skipped", source, target, None, "skipped: no API key")
+        write_stage_metrics(out, StageName.TRANSLATE, stage.status, reason=stage.reason, **record)
+        return stage
+    report = translate_captions(
+        source, out, settings, mode=mode, dry_run=dry_run, output=target, max_wait=max_wait
+    )
+    status = "dry run" if dry_run else ("done" if report.complete else "incomplete")
+    write_stage_metrics(
+        out,
+        StageName.TRANSLATE,
+        status,
+        **record,
+        total=report.total,
+        already=report.already,
+        translated=report.translated,
+        failed=len(report.failed),
+        batches=report.batches,
+        plan=report.dry_run,
+        written=str(report.output) if report.output else None,
+    )
+    return TranslateStage(status, source, target, report)
+
+
+# -- 02a train SigLIP -----------------------------------------------------------------------------------
+@dataclass
+class TrainStage:
+    """The trained (or reused) model and where its curves and metrics went."""
+
+    result: TrainResult
+    curves: Path | None
+    card: str
+
+
+def train(
+    settings: Settings,
+    root: str | Path | None = None,
+    name: str = "demo",
+    init: str | None = None,
+    out_dir: str | Path | None = None,
+    steps: int = 300,
+    max_seconds: float = 900.0,
+    batch_size: int = 128,
+    learning_rate: float = 5e-4,
+    seed: int = 0,
+    run_dir: str | Path | None = None,
+) -> TrainStage:
+    """Train SigLIP on a library (from scratch, or fine-tune `init`); reuse the model when unchanged."""
+    from assetlib.train.trainer import TrainConfig, ensure_trained, plot_history
+
+    assets = open_library(settings, root).assets
+    cfg = replace(
+        TrainConfig(),
+        name=name,
+        init=init or None,
+        max_steps=steps,
+        max_seconds=max_seconds,
+        batch_size=batch_size,
+        lr=learning_rate,
+        seed=seed,
+    )
+    target = Path(out_dir) if out_dir else trained_model_dir(settings.home, name)
+    result = ensure_trained(assets, target, cfg)
+    card = (result.model_dir / "README.md").read_text(encoding="utf-8")
+    curves = None
+    if run_dir is not None:
+        out = Path(run_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        curves = plot_history(result.history, out / "training_curves.png")
+        write_json(out / "train_metrics.json", result.metrics, indent=2)
+        write_stage_metrics(
+            out,
+            StageName.TRAIN,
+            "done",
+            model=str(result.model_dir),
+            reused=result.reused,
+            steps=result.steps,
+            seconds=round(result.seconds, 1),
+            heldout_recall_at_10=result.metrics,
+            note="trained here from random weights, not Google's SigLIP"
+            if not init
+            else f"fine-tuned {init}",
+        )
+    return TrainStage(result, curves, card)
+
+
+# -- 02 / 03 embed ------------------------------------------------------------------------------------------
+@dataclass
+class EmbedStage:
+    """Each algorithm's outcome (done with its numbers, or skipped with the reason)."""
+
+    assets: int
+    results: list[dict] = field(default_factory=list)
+
+    @property
+    def encoders(self) -> list[str]:
+        """The encoders whose shards this stage wrote or confirmed."""
+        return [r["encoder"] for r in self.results if r["status"] == "done"]
+
+
+def embed(
+    settings: Settings,
+    algorithms: Sequence[str],
+    root: str | Path | None = None,
+    shard_root: str | Path | None = None,
+    run_dir: str | Path | None = None,
     languages: Sequence[str] = ("en", "zh"),
-) -> list[dict]:
-    """Embed the library with each algorithm into shards; an unusable one is skipped with its reason."""
+    stage: str = StageName.EMBED_SIGLIP,
+    progress: bool = True,
+) -> EmbedStage:
+    """Embed the library with each algorithm into shards; an unusable one is skipped with its reason.
+
+    The stage is done when its first algorithm is (the one it is named after); later ones (the
+    e5 baseline) are extras.
+    """
     from assetlib.embedding.local import embed_assets
     from assetlib.encoders.registry import availability, get_encoder, parse_spec
 
+    assets = open_library(settings, root).assets
+    shards = Path(shard_root) if shard_root else settings.home
     usable = {a.algorithm: a for a in availability(settings)}
-    results = []
+    result = EmbedStage(len(assets))
     for spec in algorithms:
         algorithm, model = parse_spec(spec, settings)
         state = usable[algorithm]
         if not state.usable:
-            results.append(
+            result.results.append(
                 {"algorithm": algorithm, "status": "skipped", "reason": f"skipped: {state.reason}"}
             )
             log.warning("%s skipped: %s", algorithm, state.reason)
             continue
-        encoder = get_encoder(spec, settings)
         summary = embed_assets(
-            assets, encoder, shard_root, shard_size=settings.embedding_shard_size, languages=languages
+            assets,
+            get_encoder(spec, settings),
+            shards,
+            shard_size=settings.embedding_shard_size,
+            languages=languages,
+            progress=progress,
         )
-        if summary.failures:
-            write_csv([f.__dict__ for f in summary.failures], run_dir / f"failures_{algorithm}.csv")
-        results.append(
+        result.results.append(
             {
                 "algorithm": algorithm,
                 "status": "done",
@@ -83,50 +341,145 @@ def embed_algorithms(
                 "vectors_computed": summary.rows_computed,
                 "vectors_reused": summary.rows_reused,
                 "vectors_per_second": round(summary.items_per_second, 1),
-                "failures": len(summary.failures),
+                "failures": summary.failures_total,
+                "failures_csv": str(summary.failures_csv),
                 "seconds": round(summary.seconds, 1),
                 "shard_dir": str(summary.out_dir),
             }
         )
-    return results
+    if run_dir is not None:
+        first = result.results[0] if result.results else {"status": "skipped", "reason": "no algorithm"}
+        write_stage_metrics(
+            run_dir,
+            stage,
+            "done" if first["status"] == "done" else "skipped",
+            reason=first.get("reason"),
+            assets=len(assets),
+            algorithms=result.results,
+            encoders=result.encoders,
+        )
+    return result
 
 
-def stored_shard_encoders(shard_root: Path) -> list[str]:
-    """Names of the encoders with shards under a shard root (from each folder's encoder.json)."""
-    names = []
-    for card in sorted((shard_root / "embeddings").glob("*/encoder.json")):
-        try:
-            names.append(json.loads(card.read_text())["name"])
-        except (OSError, ValueError, KeyError) as exc:
-            log.warning("ignoring %s: %s", card, exc)
-    return names
+# -- 04 populate the database ----------------------------------------------------------------------------
+@dataclass
+class PopulateStage:
+    """What loading did, and the database as `db check` reports it afterwards."""
+
+    result: PopulateResult
+    report: DatabaseReport
+
+    @property
+    def rows(self) -> list[dict]:
+        """One line per encoder: rows, inserts, indexes, a refused index with its reason."""
+        return [load.summary() for load in self.result.loads]
 
 
-def populate_database(
-    assets: Sequence[Asset], settings: Settings, shard_root: Path, encoders: Sequence[str] | None = None
-) -> list[dict]:
-    """Load the catalog and every encoder's shards into PostgreSQL, then build the indexes."""
-    from assetlib.embedding.local import load_shards
+def populate(
+    settings: Settings,
+    root: str | Path | None = None,
+    shard_root: str | Path | None = None,
+    encoders: Sequence[str] | None = None,
+    run_dir: str | Path | None = None,
+    progress: bool = True,
+) -> PopulateStage:
+    """Load the catalog once and every encoder's shards into PostgreSQL, then build the indexes."""
+    from assetlib.embedding.shards import stored_shard_encoders
     from assetlib.store.db import Database
-    from assetlib.store.schema import index_params_from
+    from assetlib.store.populate import populate as load_store
+    from assetlib.store.report import database_report
 
-    names = list(encoders) if encoders else stored_shard_encoders(shard_root)
-    params = index_params_from(settings)
-    results = []
+    assets = open_library(settings, root).assets
+    shards = Path(shard_root) if shard_root else settings.home
+    names = list(encoders) if encoders else stored_shard_encoders(shards)
     with Database.open(settings) as db:
-        for name in names:
-            started = time.perf_counter()
-            loaded = load_shards(
-                db, shard_root, name, assets, storage=settings.vector_storage, index_params=params
-            )
-            results.append(
-                {
-                    "encoder": name,
-                    "rows": loaded.rows,
-                    "inserted": loaded.inserted,
-                    "updated": loaded.updated,
-                    "indexes_built": len(loaded.indexes),
-                    "seconds": round(time.perf_counter() - started, 1),
-                }
-            )
-    return results
+        result = load_store(db, assets, shards, names, progress=progress)
+        with db.connection() as conn:
+            report = database_report(conn, db.where)
+    stage = PopulateStage(result, report)
+    for refused in result.refused:
+        log.warning("index refused by the memory guard: %s", refused)
+    if run_dir is not None:
+        write_stage_metrics(
+            run_dir,
+            StageName.POPULATE,
+            "done" if not report.problems() else "problems",
+            assets=len(assets),
+            catalog=asdict(result.catalog),
+            loads=stage.rows,
+            encoders=names,
+            refused=result.refused,
+            problems=report.problems(),
+        )
+    return stage
+
+
+# -- 05 evaluate ---------------------------------------------------------------------------------------------
+@dataclass
+class EvaluateStage:
+    """The queries, the report, and whether the results were reused from an identical earlier run."""
+
+    queries: QuerySet
+    report: EvalReport
+    reused: bool
+
+    def best_r_at_10(self) -> dict[str, float]:
+        """The best r@10 per algorithm and query kind."""
+        best: dict[str, float] = {}
+        for row in self.report.rows:
+            key = f"{row['algorithm']} {row['kind']}"
+            best[key] = max(best.get(key, 0.0), row["r@10"])
+        return best
+
+
+def evaluate(
+    settings: Settings,
+    root: str | Path | None = None,
+    run_dir: str | Path = "outputs/evaluate",
+    algorithms: Sequence[str] = ("siglip", "qwen", "e5"),
+    seed: int = 0,
+    max_queries: int = 300,
+    reuse: bool = True,
+    progress: bool = True,
+) -> EvaluateStage:
+    """Compare every usable algorithm, mode, language and layout on the library's benchmark queries.
+
+    Queries already in run_dir are reused (the same queries as earlier runs there); with `reuse`,
+    the query set is cached per library and the results per fingerprint of what they depend on.
+    """
+    from assetlib.evaluation.queries import QuerySet, build_queries, cached_queries
+    from assetlib.evaluation.run import evaluate as run_evaluation
+    from assetlib.evaluation.run import evaluate_cached
+    from assetlib.search.service import SearchService
+
+    out = Path(run_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    cache_root = settings.home / "evaluations"
+    if (out / "queries.json").exists():
+        queries = QuerySet.load(out / "queries.json")
+    else:
+        assets = open_library(settings, root).assets
+        if reuse:
+            queries, _ = cached_queries(assets, cache_root, seed=seed, max_queries=max_queries)
+        else:
+            queries = build_queries(assets, out, seed=seed, max_queries=max_queries)
+        queries.save(out / "queries.json")
+    with SearchService(settings) as service:
+        if reuse:
+            report, reused = evaluate_cached(service, queries, list(algorithms), out, cache_root, progress)
+        else:
+            report, reused = run_evaluation(service, queries, list(algorithms), out, progress), False
+    stage = EvaluateStage(queries, report, reused)
+    write_stage_metrics(
+        out,
+        StageName.EVALUATE,
+        "done",
+        queries=len(queries.queries),
+        query_source=queries.source,
+        configurations=len(report.rows),
+        best_r_at_10=stage.best_r_at_10(),
+        files=report.files,
+        reused=reused,
+        algorithms=sorted({r["algorithm"] for r in report.rows}),
+    )
+    return stage

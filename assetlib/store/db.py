@@ -69,9 +69,14 @@ def _prune_dead_handles(pgdata: Path) -> None:
             handles.put(alive)
 
 
+def physical_memory() -> int:
+    """Bytes of RAM on this machine (sizes the embedded server and the index memory guard)."""
+    return int(psutil.virtual_memory().total)
+
+
 def embedded_server_settings() -> dict[str, str]:
     """The server settings a new embedded data folder gets, sized to this machine."""
-    total_mb = psutil.virtual_memory().total // (1024 * 1024)
+    total_mb = physical_memory() // (1024 * 1024)
     values = {
         "shared_buffers": f"{max(128, min(total_mb // 8, 4096))}MB",
         "effective_cache_size": f"{max(512, total_mb // 2)}MB",

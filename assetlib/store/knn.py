@@ -5,68 +5,43 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from enum import StrEnum
 
 import numpy as np
 import psycopg
 from psycopg import sql
 
-from assetlib.store.schema import EncoderTables, VectorKind
+from assetlib.config import Settings, setting_default
+from assetlib.store.schema import EncoderTables
+from assetlib.vocab import VectorKind
 
 log = logging.getLogger(__name__)
 
 MAX_EF_SEARCH = 1000  # pgvector's upper bound for hnsw.ef_search
 
 
-class Mode(StrEnum):
-    """Query modality → target modality."""
-
-    TEXT_TO_TEXT = "text_to_text"
-    TEXT_TO_IMAGE = "text_to_image"
-    IMAGE_TO_IMAGE = "image_to_image"
-    IMAGE_TO_TEXT = "image_to_text"
-
-
-class ImageLayout(StrEnum):
-    """How image vectors are searched.
-
-    views: ANN over every rendered view, max per asset; asset: ANN over one mean vector per asset;
-    pooled: ANN over the mean vectors for candidates, then an exact max-over-views re-rank of them
-    (an eighth of the index of `views`, for libraries whose per-view index would not fit in memory).
-    """
-
-    VIEWS = "views"
-    ASSET = "asset"
-    POOLED = "pooled"
-
-
-def target_kind(mode: Mode, layout: ImageLayout = ImageLayout.VIEWS) -> VectorKind:
-    """The vector table a mode searches: captions for *_to_text, views or asset vectors for *_to_image."""
-    if mode in (Mode.TEXT_TO_TEXT, Mode.IMAGE_TO_TEXT):
-        return VectorKind.CAPTION
-    return VectorKind.VIEW if layout is ImageLayout.VIEWS else VectorKind.ASSET
-
-
-def choose_layout(indexed: set[VectorKind], preferred: ImageLayout = ImageLayout.POOLED) -> ImageLayout:
-    """The layout for a per-view encoder: the preferred one when its table is indexed, else the indexed one.
-
-    Nothing indexed means `views`: an exact per-view scan, slow at scale but still right.
-    """
-    pooled = VectorKind.ASSET in indexed and (
-        preferred is ImageLayout.POOLED or VectorKind.VIEW not in indexed
-    )
-    return ImageLayout.POOLED if pooled else ImageLayout.VIEWS
-
-
 @dataclass(frozen=True)
 class SearchTuning:
-    """Knobs of one query: ANN breadth, per-view over-fetch, or exact (sequential) search."""
+    """Knobs of one query: ANN breadth, per-view over-fetch, or exact (sequential) search.
 
-    ef_search: int = 100
-    probes: int = 10
-    views_per_asset: int = 8
+    Every default is the Settings default; `from_settings` gives a process's configured values.
+    """
+
+    ef_search: int = setting_default("hnsw_ef_search")
+    probes: int = setting_default("ivfflat_probes")
+    views_per_asset: int = setting_default("views_per_asset")  # rows per asset in a view table
     exact: bool = False
-    rerank_factor: int = 10  # pooled layout: candidates per requested result, re-ranked by view
+    # pooled layout: candidates per requested result, re-ranked by view
+    rerank_factor: int = setting_default("pooled_rerank_factor")
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> SearchTuning:
+        """The configured search knobs (HNSW_EF_SEARCH, IVFFLAT_PROBES, VIEWS_PER_ASSET, …)."""
+        return cls(
+            ef_search=settings.hnsw_ef_search,
+            probes=settings.ivfflat_probes,
+            views_per_asset=settings.views_per_asset,
+            rerank_factor=settings.pooled_rerank_factor,
+        )
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,8 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from assetlib.library.asset import Asset
-from assetlib.store.schema import KEY_COLUMNS, EncoderTables, VectorKind, list_encoders
+from assetlib.store.schema import KEY_COLUMNS, EncoderTables, list_encoders
+from assetlib.vocab import VectorKind
 
 log = logging.getLogger(__name__)
 

@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from assetlib.config import setting_default
+
 if TYPE_CHECKING:
     import psycopg
 
@@ -97,18 +99,19 @@ def load_synthetic_views(
     views: np.ndarray,
     batch_assets: int = 5000,
     high_quality_every: int = 10,
-    storage: str = "vector",
+    storage: str = setting_default("vector_storage"),
     progress: bool = False,
 ) -> list:
     """Load a catalog and per-view vectors for `views` (n_assets, n_views, dim); return the LoadResults."""
     from assetlib.library.asset import Asset
     from assetlib.logs import progress as tqdm
     from assetlib.store.load import load_catalog, load_vectors
-    from assetlib.store.schema import VectorKind, ensure_encoder
+    from assetlib.store.schema import ensure_encoder
+    from assetlib.vocab import VectorKind
 
     n_assets, n_views, dim = views.shape
     ids = synthetic_asset_ids(n_assets)
-    tables = ensure_encoder(conn, encoder, dim, storage=storage)  # type: ignore[arg-type]
+    tables = ensure_encoder(conn, encoder, dim, storage=storage)
     results = []
     for start in tqdm(range(0, n_assets, batch_assets), desc=f"load {encoder}", disable=not progress):
         chunk = ids[start : start + batch_assets]

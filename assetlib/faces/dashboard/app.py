@@ -20,67 +20,27 @@ from typing import Any
 import ipywidgets as w
 
 from assetlib.config import SOURCE_TREE
-from assetlib.evaluation.run import COMPARISON_COLUMNS, comparison_cells
 from assetlib.faces.api_client import ApiClient, ApiError
+from assetlib.faces.dashboard.html import CSS, box, clamped, metrics_table, run_table
 from assetlib.faces.viewer import ModelViewer, ViewerUnavailable
-from assetlib.search.service import detect_language
+from assetlib.vocab import (
+    IMAGE_SUFFIXES,
+    LANGUAGE_TITLES,
+    MAX_IMAGE_UPLOAD_BYTES,
+    MAX_MODEL_UPLOAD_BYTES,
+    MESH_SUFFIXES,
+    MODE_TITLES,
+    MODES_FOR,
+    Language,
+    Mode,
+    QueryKind,
+    detect_language,
+)
 
 log = logging.getLogger(__name__)
 
-MAX_IMAGE_UPLOAD = 10 * 1024 * 1024  # the API's limit, and about where browser uploads fail silently
-MAX_MODEL_UPLOAD = 50 * 1024 * 1024
-MODEL_SUFFIXES = (".glb", ".gltf", ".obj", ".ply", ".stl")
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
-ALGORITHM_TITLES = {"siglip": "SigLIP", "qwen": "Qwen", "e5": "e5 (text only)"}
-# What "same modality", "cross-modal" and "fused" mean for each kind of query.
-MODES = {
-    "text": {"same": "text_to_text", "cross": "text_to_image", "fused": "fused"},
-    "image": {"same": "image_to_image", "cross": "image_to_text", "fused": "fused"},
-}
-MODE_NAMES = {
-    "text_to_text": "text → captions",
-    "text_to_image": "text → renders",
-    "image_to_image": "image → renders",
-    "image_to_text": "image → captions",
-    "fused": "captions + renders (fused)",
-}
-LANGUAGE_NAMES = {"en": "English", "zh": "中文"}
-
-CSS = """
-<style>
-.al-title { font: 600 22px system-ui, sans-serif; color: #1d2733; }
-.al-sub { font: 13px system-ui, sans-serif; color: #5b6673; }
-.al-status { font: 13px system-ui, sans-serif; color: #33404d; padding: 4px 2px; }
-.al-error { background: #fdecea; color: #8a1c12; border: 1px solid #f2b8b0; border-radius: 6px;
-            padding: 8px 12px; font: 13px system-ui, sans-serif; }
-.al-card { border: 1px solid #dde3ea; border-radius: 8px; padding: 6px; background: #fff; }
-.al-card:hover { box-shadow: 0 2px 8px rgba(30, 50, 80, .15); }
-.al-selected { border: 2px solid #2f6fde; box-shadow: 0 2px 10px rgba(47, 111, 222, .3); }
-.al-caption { font: 12px system-ui, sans-serif; line-height: 1.35; color: #24303c; }
-.al-clamp { display: -webkit-box; -webkit-line-clamp: 3; -webkit-box-orient: vertical; overflow: hidden; }
-.al-meta { font: 11px ui-monospace, monospace; color: #6b7785; }
-.al-score { font: 600 12px system-ui, sans-serif; color: #2f6fde; }
-.al-note { font: 12px system-ui, sans-serif; color: #7a5a00; background: #fff7df;
-           border-radius: 4px; padding: 3px 8px; }
-.al-matched img { outline: 3px solid #2f6fde; }
-.al-row { gap: 8px; }
-.al-table { border-collapse: collapse; font: 12px system-ui, sans-serif; }
-.al-table th, .al-table td { border-bottom: 1px solid #e3e8ee; padding: 3px 8px; text-align: right; }
-.al-table th:nth-child(-n+5), .al-table td:nth-child(-n+5) { text-align: left; }
-.al-table tr.al-best td { font-weight: 600; background: #eef4ff; }
-.al-runs td { text-align: left !important; }
-</style>
-"""
-
-
-def _box(message: str, css: str) -> str:
-    return f'<div class="{css}">{html.escape(message)}</div>'
-
-
-def _clamped(text: str | None) -> str:
-    """A caption cut at three lines on the card; the whole text shows on hover."""
-    safe = html.escape(text or "—")
-    return f'<div class="al-clamp" title="{safe}">{safe}</div>'
+# The dashboard's mode switch picks one of each query kind's modes (vocab.MODES_FOR order).
+MODE_CHOICES = ("same", "cross", "fused")
 
 
 def _row(children: list[w.Widget], **layout: str) -> w.HBox:
@@ -136,7 +96,7 @@ class Dashboard:
             accept="image/*", multiple=False, description="Image…", tooltip="search by an image (≤ 10 MB)"
         )
         self.model_upload = w.FileUpload(
-            accept=",".join(MODEL_SUFFIXES),
+            accept=",".join(MESH_SUFFIXES),
             multiple=False,
             description="3D model…",
             tooltip="search by a GLB/glTF/OBJ/PLY/STL (≤ 50 MB): it is rendered like the library",
@@ -156,7 +116,7 @@ class Dashboard:
         )
         self.top_k = w.IntSlider(value=top_k, min=1, max=50, description="top-k", continuous_update=False)
         self.high_quality = w.Checkbox(value=False, description="high-quality only", indent=False)
-        self.status = w.HTML(_box("ready", "al-status"))
+        self.status = w.HTML(box("ready", "al-status"))
         self.error = w.HTML()
         self.query_preview = w.Image(layout=w.Layout(height="64px", display="none"))
         self.grid = w.GridBox(
@@ -164,13 +124,13 @@ class Dashboard:
                 grid_template_columns="repeat(auto-fill, minmax(180px, 1fr))", grid_gap="10px", width="100%"
             )
         )
-        self.detail_title = w.HTML(_box("select a result to see it in 3D", "al-sub"))
+        self.detail_title = w.HTML(box("select a result to see it in 3D", "al-sub"))
         try:
             self.viewer: ModelViewer | None = ModelViewer(height="380px")
             viewer_widget: w.Widget = self.viewer
         except ViewerUnavailable as exc:
             self.viewer = None
-            viewer_widget = w.HTML(_box(str(exc), "al-error"))
+            viewer_widget = w.HTML(box(str(exc), "al-error"))
         self.views_strip = w.HBox(layout=w.Layout(flex_flow="row wrap"))
         detail = w.VBox(
             [self.detail_title, viewer_widget, self.views_strip],
@@ -213,8 +173,8 @@ class Dashboard:
     # -- feedback ---------------------------------------------------------------------------------
     def show_error(self, message: str) -> None:
         """Show an error in plain words (and keep the previous results)."""
-        self.error.value = _box(message, "al-error")
-        self.status.value = _box("the last request failed — see the message below", "al-status")
+        self.error.value = box(message, "al-error")
+        self.status.value = box("the last request failed — see the message below", "al-status")
 
     def _clear_error(self) -> None:
         self.error.value = ""
@@ -222,7 +182,7 @@ class Dashboard:
     def _busy(self, busy: bool, message: str = "") -> None:
         self.search_button.disabled = busy
         if busy:
-            self.status.value = _box(message or "searching…", "al-status")
+            self.status.value = box(message or "searching…", "al-status")
 
     # -- algorithms and health --------------------------------------------------------------------
     @shown_errors
@@ -249,7 +209,7 @@ class Dashboard:
                 usable = False
                 reason = f"no vectors in the database yet: run `assetlib embed --algorithm {name}`"
             button = w.ToggleButton(
-                description=ALGORITHM_TITLES.get(name, name),
+                description=entry.get("title") or name,
                 disabled=not usable,
                 tooltip=entry.get("note") or name if usable else f"unavailable: {reason}",
                 layout=w.Layout(width="auto"),
@@ -293,7 +253,7 @@ class Dashboard:
     def _options(self, kind: str) -> dict:
         return {
             "algorithm": self.algorithm,
-            "mode": MODES[kind][self.mode.value],
+            "mode": MODES_FOR[QueryKind(kind)][MODE_CHOICES.index(self.mode.value)].value,
             "top_k": self.top_k.value,
             "high_quality_only": self.high_quality.value,
         }
@@ -319,7 +279,7 @@ class Dashboard:
         self._last_search = (key, time.monotonic())
         language = detect_language(text)
         self.language_label.value = (
-            f'<span class="al-sub">detected: {LANGUAGE_NAMES.get(language, language)}</span>'
+            f'<span class="al-sub">detected: {LANGUAGE_TITLES.get(Language(language), language)}</span>'
         )
         self.query_preview.layout.display = "none"
         self._busy(True)
@@ -330,8 +290,8 @@ class Dashboard:
     @shown_errors
     def search_upload(self, kind: str, name: str, data: bytes) -> None:
         """Search with an uploaded image ('image') or 3D model ('model')."""
-        limit = MAX_IMAGE_UPLOAD if kind == "image" else MAX_MODEL_UPLOAD
-        suffixes = IMAGE_SUFFIXES if kind == "image" else MODEL_SUFFIXES
+        limit = MAX_IMAGE_UPLOAD_BYTES if kind == "image" else MAX_MODEL_UPLOAD_BYTES
+        suffixes = IMAGE_SUFFIXES if kind == "image" else MESH_SUFFIXES
         if not data:
             raise ValueError(f"{name} is empty")
         if len(data) > limit:
@@ -375,8 +335,8 @@ class Dashboard:
         self.status.value = (
             f'<div class="al-status"><b>{len(self.results)} results</b> for {html.escape(what)} in '
             f"{seconds * 1000:.0f} ms ({', '.join(parts)}) · {html.escape(response['encoder'])} · "
-            f"{MODE_NAMES.get(response['mode'], response['mode'])}"
-            + (f" · {LANGUAGE_NAMES.get(language, language)}" if language else "")
+            f"{MODE_TITLES[Mode(response['mode'])]}"
+            + (f" · {LANGUAGE_TITLES.get(Language(language), language)}" if language else "")
             + "</div>"
         )
         log.info(
@@ -388,7 +348,7 @@ class Dashboard:
             seconds * 1000,
         )
         if not self.results:
-            self.status.value += _box("nothing matched; try another wording, mode or algorithm", "al-sub")
+            self.status.value += box("nothing matched; try another wording, mode or algorithm", "al-sub")
 
     def _card(self, index: int, hit: dict, thumb: bytes | None) -> w.Widget:
         image: w.Widget = (
@@ -396,14 +356,14 @@ class Dashboard:
                 value=thumb, format="png", layout=w.Layout(width="100%", height="170px", object_fit="contain")
             )
             if thumb
-            else w.HTML(_box("no render", "al-sub"), layout=w.Layout(height="170px"))
+            else w.HTML(box("no render", "al-sub"), layout=w.Layout(height="170px"))
         )
         view = f" · view {hit['matched_view']}" if hit.get("matched_view") is not None else ""
         quality = " · ★ high quality" if hit.get("high_quality") else ""
         text = w.HTML(
             f'<div class="al-score">#{index + 1} · {hit["similarity"]:.3f}{view}</div>'
-            f'<div class="al-caption">{_clamped(hit.get("caption_en"))}'
-            f"{_clamped(hit.get('caption_cn'))}</div>"
+            f'<div class="al-caption">{clamped(hit.get("caption_en"))}'
+            f"{clamped(hit.get('caption_cn'))}</div>"
             f'<div class="al-meta">{html.escape(hit["asset_id"])}{quality}</div>'
         )
         button = w.Button(description="View in 3D", icon="cube", layout=w.Layout(width="100%"))
@@ -447,14 +407,14 @@ class Dashboard:
     @shown_errors
     def show_metrics(self) -> None:
         """The metrics tab: the latest evaluation's comparison table and its recall@k figures."""
-        from assetlib.evaluation.run import find_latest_metrics, read_report
+        from assetlib.evaluation.report import find_latest_metrics, read_report
 
         path = find_latest_metrics(self.outputs) if self.outputs else None
         runs = [w.HTML(run_table(m))] if (m := latest_manifest(self.outputs)) else []
         if path is None:
             self.metrics_box.children = [
                 w.HTML(
-                    _box(
+                    box(
                         f"no evaluation found under {self.outputs}: run `assetlib evaluate` (or `make demo`)",
                         "al-sub",
                     )
@@ -499,48 +459,6 @@ def latest_manifest(outputs: Path | None) -> dict | None:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-
-
-def run_table(manifest: dict) -> str:
-    """The stages of a pipeline run: status, time, and why a stage was skipped or failed."""
-    colours = {"done": "#1b7f3b", "skipped": "#8a6d00", "failed": "#b3261e", "running": "#2f6fde"}
-    rows = []
-    for stage in manifest.get("stages", []):
-        status = stage.get("status", "?")
-        seconds = f"{stage['seconds']:.1f} s" if "seconds" in stage else ""
-        detail = stage.get("error") or stage.get("reason") or ""
-        rows.append(
-            f"<tr><td>{html.escape(stage['name'])}</td>"
-            f'<td style="color:{colours.get(status, "#333")}">{html.escape(status)}</td>'
-            f"<td>{seconds}</td><td>{html.escape(detail)}</td></tr>"
-        )
-    head = (
-        f'<div class="al-sub">pipeline run {html.escape(manifest.get("run", "?"))}: '
-        f"{html.escape(manifest.get('status', '?'))} "
-        f"(started {html.escape(str(manifest.get('created', '')))}, "
-        f"encoders: {html.escape(', '.join(manifest.get('encoders', [])) or '–')})</div>"
-    )
-    return (
-        head
-        + '<table class="al-table al-runs"><tr><th>stage</th><th>status</th><th>time</th><th>note</th></tr>'
-        + "".join(rows)
-        + "</table>"
-    )
-
-
-def metrics_table(rows: list[dict]) -> str:
-    """The comparison as an HTML table, the best r@10 of each query kind highlighted."""
-    best: dict[str, float] = {}
-    for row in rows:
-        best[row["kind"]] = max(best.get(row["kind"], 0.0), row["r@10"])
-    head = "".join(f"<th>{c}</th>" for c in COMPARISON_COLUMNS)
-    body = []
-    for r in rows:
-        cells = comparison_cells(r)
-        cells[2] = MODE_NAMES.get(r["mode"], r["mode"])  # readable mode names on the page
-        css = ' class="al-best"' if r["r@10"] == best[r["kind"]] else ""
-        body.append(f"<tr{css}>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells) + "</tr>")
-    return f'<table class="al-table"><tr>{head}</tr>{"".join(body)}</table>'
 
 
 def default_outputs() -> Path:
