@@ -2,7 +2,7 @@
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test install lint bench-store clean-db
+.PHONY: demo test test-fast install lint bench-store clean-db
 
 install:
 	scripts/bootstrap.sh
@@ -18,7 +18,15 @@ demo: install
 test: install
 	$(BIN)/ruff check assetlib tests benchmarks
 	$(BIN)/ruff format --check assetlib tests benchmarks
+	$(BIN)/mypy
 	$(BIN)/pytest
+
+# The inner loop: lint, types, and every test not marked slow (no papermill kernels, browsers,
+# child processes or schemathesis), in about a minute and a half.
+test-fast: install
+	$(BIN)/ruff check assetlib tests benchmarks
+	$(BIN)/mypy
+	$(BIN)/pytest -m "not slow"
 
 lint: install
 	$(BIN)/ruff check --fix assetlib tests benchmarks

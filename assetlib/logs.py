@@ -4,6 +4,13 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any, TypeVar, overload
+
+if TYPE_CHECKING:
+    from tqdm.auto import tqdm
+
+T = TypeVar("T")
 
 FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 
@@ -28,7 +35,11 @@ def configure_logging(level: str = "INFO", logfile: str | None = None) -> None:
         logging.getLogger(name).setLevel(max(logging.WARNING, logging.getLevelName(level)))
 
 
-def progress(iterable: object = None, **kwargs: object) -> object:
+@overload
+def progress(iterable: Iterable[T], **kwargs: Any) -> tqdm[T]: ...
+@overload
+def progress(iterable: None = None, **kwargs: Any) -> tqdm[Any]: ...
+def progress(iterable: Iterable[Any] | None = None, **kwargs: Any) -> tqdm[Any]:
     """A tqdm.auto progress bar that redraws every 10 s when output goes to a file or pipe, not 10×/s."""
     from tqdm.auto import tqdm
 

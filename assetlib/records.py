@@ -7,13 +7,20 @@ import json
 import os
 import uuid
 from collections.abc import Sequence
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from assetlib.library.asset import Failure
-
 FAILURE_COLUMNS = ("asset_id", "stage", "reason")
+
+
+@dataclass(frozen=True)
+class Failure:
+    """An asset (or one of its files) skipped by a stage, and why."""
+
+    asset_id: str
+    stage: str
+    reason: str
 
 
 def write_csv(rows: Sequence[dict], path: str | Path) -> Path:

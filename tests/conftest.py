@@ -5,9 +5,11 @@ from __future__ import annotations
 import tempfile
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from fake_dashscope import FakeDashScopeServer
 
 from assetlib.config import Settings, load_settings
 from assetlib.library.asset import Asset
@@ -52,6 +54,33 @@ def make_assets(n: int, views: int = 8, high_quality_every: int = 3, prefix: str
         )
         for i in range(n)
     ]
+
+
+@dataclass(frozen=True)
+class DemoWorld:
+    """A small demo library embedded with a tiny SigLIP, e5 and Qwen (a fake DashScope), in the store."""
+
+    tmp: Path
+    assets: list[Asset]
+    settings: Settings
+    fake: FakeDashScopeServer
+
+
+@pytest.fixture(scope="session")
+def fake_dashscope() -> Iterator[FakeDashScopeServer]:
+    """One fake DashScope for the session (its vectors depend on the content only, not the instance)."""
+    with FakeDashScopeServer(dim=64) as fake:
+        yield fake
+
+
+@pytest.fixture(scope="session")
+def demo_world(assetlib_home: Path, tmp_path_factory: pytest.TempPathFactory, fake_dashscope) -> DemoWorld:
+    """The session's one embedded demo world: 24 assets, every algorithm, built once for every module."""
+    tmp = tmp_path_factory.mktemp("world")
+    assets, settings = embedded_library(
+        tmp, assetlib_home, fake_dashscope.base_url, size=24, seed=5, prefix="world"
+    )
+    return DemoWorld(tmp, assets, settings, fake_dashscope)
 
 
 def embedded_library(tmp: Path, home: Path, fake_base_url: str, size: int, seed: int, prefix: str):

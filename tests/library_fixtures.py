@@ -11,7 +11,7 @@ import numpy as np
 import trimesh
 from PIL import Image
 
-from assetlib.library.views import camera_json
+from assetlib.media.views import camera_json
 
 
 def gobjaverse_cameras() -> list[dict]:

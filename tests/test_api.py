@@ -11,8 +11,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import embedded_library
-from fake_dashscope import FakeDashScopeServer
 from PIL import Image
 from servers import ServedApp as Served
 
@@ -20,13 +18,10 @@ from assetlib.faces.api.app import create_app
 
 
 @pytest.fixture(scope="module")
-def world(assetlib_home, tmp_path_factory):
-    """A demo library embedded with a tiny SigLIP, e5 and Qwen (fake DashScope), served over HTTP."""
-    tmp = tmp_path_factory.mktemp("api")
-    with FakeDashScopeServer(dim=64) as fake:
-        assets, settings = embedded_library(tmp, assetlib_home, fake.base_url, size=24, seed=4, prefix="api")
-        with Served(create_app(settings)) as base:
-            yield base, assets, settings, fake
+def world(demo_world):
+    """The session's demo world (tiny SigLIP, e5 and Qwen through a fake DashScope) served over HTTP."""
+    with Served(create_app(demo_world.settings)) as base:
+        yield base, demo_world.assets, demo_world.settings, demo_world.fake
 
 
 def _png(colour=(200, 30, 30, 255), size=(40, 40), mode="RGBA") -> bytes:
@@ -197,6 +192,7 @@ def test_concurrent_requests_share_one_service(world):
     assert results == [200] * len(queries)
 
 
+@pytest.mark.slow
 def test_openapi_schema_holds_under_generated_requests(world):
     """schemathesis, driven by the live server's own OpenAPI document: no 5xx, every answer as declared.
 
@@ -239,3 +235,34 @@ def test_high_quality_filter_keeps_only_flagged_assets(world, cross_modal):
     hits = httpx.post(f"{base}/search/text", json=body).json()["results"]
     assert len(hits) == min(5, len(flagged))
     assert {h["asset_id"] for h in hits} <= flagged and all(h["high_quality"] for h in hits)
+
+
+def test_a_server_fault_is_a_500_with_a_request_id_never_a_client_error(world, caplog):
+    """A bug (here a ValueError deep in the service) must not pass for a bad request."""
+    _, _, settings, _ = world
+    from assetlib.search.service import SearchService
+
+    service = SearchService(settings)
+
+    def broken(*args, **kwargs):
+        raise ValueError("a bug, not the client's fault")
+
+    service.search_text = broken  # type: ignore[method-assign]
+    with (
+        caplog.at_level("ERROR", logger="assetlib.faces.api.errors"),
+        Served(create_app(service=service)) as base,
+    ):
+        response = httpx.post(f"{base}/search/text", json={"query": "chair"})
+        client_id = httpx.post(
+            f"{base}/search/text", json={"query": "chair"}, headers={"X-Request-ID": "client-42"}
+        )
+        ok = httpx.get(f"{base}/health")
+    service.close()
+    assert response.status_code == 500
+    body = response.json()
+    assert body["request_id"] and body["request_id"] in body["detail"]
+    assert response.headers["x-request-id"] == body["request_id"]
+    assert client_id.status_code == 500 and client_id.json()["request_id"] == "client-42"
+    logged = [r for r in caplog.records if body["request_id"] in r.getMessage()]
+    assert logged and logged[0].exc_info is not None  # the traceback is in the log, under that id
+    assert ok.status_code == 200 and ok.headers["x-request-id"]  # and the service is still up

@@ -18,8 +18,6 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-from conftest import embedded_library
-from fake_dashscope import FakeDashScopeServer
 from PIL import Image
 from servers import ServedApp
 
@@ -68,14 +66,12 @@ def _metrics(folder: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def world(assetlib_home, tmp_path_factory):
-    """A 24-asset demo library embedded with tiny SigLIP, e5 and Qwen (fake DashScope), served over HTTP."""
+def world(demo_world, tmp_path_factory):
+    """The session's 24-asset demo world served over HTTP, with an outputs folder of evaluations."""
     tmp = tmp_path_factory.mktemp("dash")
     _metrics(tmp / "outputs" / "run1" / "05_evaluate")
-    with FakeDashScopeServer(dim=64) as fake:
-        assets, settings = embedded_library(tmp, assetlib_home, fake.base_url, size=24, seed=5, prefix="dash")
-        with ServedApp(create_app(settings)) as base:
-            yield base, assets, settings, tmp
+    with ServedApp(create_app(demo_world.settings)) as base:
+        yield base, demo_world.assets, demo_world.settings, tmp
 
 
 @pytest.fixture
@@ -237,6 +233,7 @@ def _not_blank(png: bytes) -> float:
     return float(pixels.std())
 
 
+@pytest.mark.slow
 def test_the_dashboard_in_chromium(world, tmp_path):
     """Voila + the API + Chromium: English and Chinese queries, the 3D viewer, an upload, metrics."""
     base, assets, _, tmp = world
@@ -291,6 +288,7 @@ def test_the_dashboard_in_chromium(world, tmp_path):
         assert outside == [], f"the dashboard reached outside this machine: {outside}"
 
 
+@pytest.mark.slow
 def test_serve_dashboard_starts_both_and_stops_on_a_signal(world, tmp_path):
     """`assetlib serve dashboard`: the API and Voila come up, their URLs are printed, a signal stops both."""
     _, _, settings, tmp = world
@@ -338,3 +336,15 @@ def test_serve_dashboard_starts_both_and_stops_on_a_signal(world, tmp_path):
     for url in (f"http://127.0.0.1:{api_port}/health", f"http://127.0.0.1:{port}/"):
         with pytest.raises(httpx.ConnectError):
             httpx.get(url)
+
+
+def test_the_dashboard_kernel_imports_no_store_no_torch_no_mesh_library():
+    """What notebooks/dashboard.ipynb imports stays a thin client of the API."""
+    probe = (
+        "import sys, assetlib.faces.dashboard.app as d; "
+        "print(' '.join(m for m in ('psycopg', 'psycopg_pool', 'torch', 'trimesh', 'pyrender', "
+        "'transformers', 'assetlib.store', 'assetlib.search', 'assetlib.encoders', "
+        "'assetlib.library.demo') if m in sys.modules))"
+    )
+    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert loaded.stdout.strip() == "", f"the dashboard imports {loaded.stdout.strip()}"

@@ -69,6 +69,7 @@ CONCURRENT_OPEN = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_concurrent_processes_share_one_fresh_embedded_server():
     tuned_shared_buffers = int(embedded_server_settings()["shared_buffers"].removesuffix("MB")) * 1024 * 1024
     with tempfile.TemporaryDirectory(prefix="alc-") as home:
@@ -95,6 +96,7 @@ def test_concurrent_processes_share_one_fresh_embedded_server():
             stop_embedded(Path(home) / "pgdata")
 
 
+@pytest.mark.slow
 def test_a_server_that_goes_away_gives_a_clear_error_and_comes_back():
     with tempfile.TemporaryDirectory(prefix="alg-") as home:
         settings = load_settings(environ={}, home=home, db_connect_timeout=2)
@@ -120,6 +122,7 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_an_api_stopped_with_sigterm_stops_the_embedded_server_it_used():
     # uvicorn re-raises SIGTERM after shutting down; with Python's default handler the process
     # died without atexit and the embedded server ran on with nobody registered.

@@ -127,6 +127,7 @@ KILLABLE = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_a_run_killed_midway_is_finished_by_the_next_with_nothing_duplicated(
     library, siglip_dir, tmp_path, db
 ):

@@ -137,3 +137,40 @@ def test_rate_limiter_spaces_calls():
     for _ in range(4):
         limiter.acquire()
     assert slept == pytest.approx([0.5, 0.5, 0.5])
+
+
+def test_the_settings_reach_the_encoder_image_urls_and_views_per_request(fake, tmp_path):
+    """QWEN_IMAGE_URL_BASE + QWEN_IMAGE_ROOT and QWEN_NUM_IMAGES, set as a user sets them."""
+    from assetlib.config import load_settings
+    from assetlib.encoders.registry import clear_cache, get_encoder
+
+    root = tmp_path / "renders"
+    views = []
+    for i, image in enumerate(_views(8)):
+        path = root / "0" / "7" / f"{i:05d}" / f"{i:05d}.png"
+        path.parent.mkdir(parents=True)
+        image.save(path)
+        views.append(path)
+    settings = load_settings(
+        environ={
+            "DASHSCOPE_API_KEY": "sk-test",
+            "DASHSCOPE_BASE_URL": fake.base_url,
+            "QWEN_DIMENSION": str(DIM),
+            "QWEN_IMAGE_URL_BASE": "https://cdn.example.com/r",
+            "QWEN_IMAGE_ROOT": str(root),
+            "QWEN_NUM_IMAGES": "4",
+        }
+    )
+    clear_cache()
+    encoder = get_encoder("qwen", settings)
+    assert encoder.encode_asset_views([views]).shape == (1, DIM)
+    sent = fake.state.requests[-1]["input"]["contents"]
+    assert sent == [
+        {"multi_images": [f"https://cdn.example.com/r/0/7/{i:05d}/{i:05d}.png" for i in (0, 2, 4, 6)]}
+    ]  # 4 of the 8 views, spread evenly, each by URL
+    outside = tmp_path / "elsewhere.png"
+    _views(1)[0].save(outside)
+    encoder.encode_images([outside])
+    assert fake.state.requests[-1]["input"]["contents"][0]["image"].startswith("data:image/png;base64,")
+    assert "/4views" in encoder.info.version  # other views per request: other vectors, never reused
+    clear_cache()

@@ -12,8 +12,8 @@ from library_fixtures import gobjaverse_cameras, truncate, write_views
 from PIL import Image
 
 from assetlib.library.readers import LibraryError, LibrarySource, read_library
-from assetlib.library.views import View, camera_angles, select_views
 from assetlib.media.images import ImageError, decode_image, load_rgb
+from assetlib.media.views import View, camera_angles, select_views
 from assetlib.records import write_failures
 
 UIDS = {

@@ -10,9 +10,9 @@ import trimesh
 from library_fixtures import write_draco_glb
 from PIL import Image
 
-from assetlib.library.views import camera_angles
 from assetlib.media.meshes import MeshError, load_mesh
 from assetlib.media.render import RenderJob, RenderSettings, render_many
+from assetlib.media.views import camera_angles
 
 SETTINGS = RenderSettings(views=8, size=64, elevation_deg=20.0, campos_layout=False, supersample=1)
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import nbformat
 import papermill as pm
+import pytest
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 
@@ -43,6 +44,7 @@ def test_parameters_cells_hold_literals_papermill_can_read():
     assert not {"num_views", "max_assets"} & set(params)
 
 
+@pytest.mark.slow
 def test_build_library_notebook_builds_a_small_demo_and_shows_the_grid(tmp_path):
     out = _execute(
         "00_build_library.ipynb",
@@ -67,6 +69,7 @@ def test_build_library_notebook_builds_a_small_demo_and_shows_the_grid(tmp_path)
     assert counts["counts"]["assets"] == 24
 
 
+@pytest.mark.slow
 def test_train_notebook_trains_briefly_and_shows_curves_and_metrics(tmp_path):
     _execute(
         "00_build_library.ipynb",

@@ -80,6 +80,7 @@ def _errors(path: Path) -> list[str]:
     ]
 
 
+@pytest.mark.slow
 def test_smoke_pipeline_end_to_end_then_a_failure_resumed(pipeline_env, tmp_path, monkeypatch):
     outputs = tmp_path / "outputs"
     manifest = run_pipeline(_params(tmp_path), outputs)
@@ -141,6 +142,7 @@ def test_smoke_pipeline_end_to_end_then_a_failure_resumed(pipeline_env, tmp_path
     assert len(resumed.data["resumed"]) == 1
 
 
+@pytest.mark.slow
 def test_cli_reports_invalid_params_and_exits_nonzero(tmp_path):
     bad = _params(tmp_path, lambda d: d["stages"]["02_embed_siglip"].update(baseline_e5="yes"))
     result = subprocess.run(

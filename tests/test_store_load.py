@@ -189,6 +189,7 @@ KILLABLE_LOADER = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_load_killed_midway_resumes_without_duplicates_or_loss(settings, tmp_path):
     script = tmp_path / "loader.py"
     script.write_text(KILLABLE_LOADER)

@@ -202,6 +202,7 @@ def test_bad_input_and_missing_key_are_clear(tmp_path):
         translate_captions(_write(tmp_path, _captions(3)), tmp_path / "run", keyless, mode="stream")
 
 
+@pytest.mark.slow
 def test_cli_dry_run(tmp_path):
     path = _write(tmp_path, _captions(25))
     result = subprocess.run(
@@ -227,6 +228,7 @@ def test_cli_dry_run(tmp_path):
     assert "25 requests in 3 batch files" in result.stdout and "estimated tokens" in result.stdout
 
 
+@pytest.mark.slow
 def test_notebook_translates_through_the_fake_and_skips_without_a_key(tmp_path, monkeypatch):
     import papermill as pm
 

@@ -20,10 +20,10 @@ import numpy as np
 from assetlib.embedding.plan import Row, RowKey, plan_rows, shard_fingerprint
 from assetlib.embedding.shards import EncoderCard, ShardFiles, encoder_dir
 from assetlib.encoders.base import Encoder, EncoderError
-from assetlib.library.asset import Asset, Failure
+from assetlib.library.asset import Asset
 from assetlib.logs import progress as progress_bar
 from assetlib.media.images import ImageError
-from assetlib.records import write_failures
+from assetlib.records import Failure, write_failures
 from assetlib.vocab import VectorKind
 
 log = logging.getLogger(__name__)

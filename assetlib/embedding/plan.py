@@ -10,7 +10,7 @@ from pathlib import Path
 
 from assetlib.encoders.base import EncoderInfo
 from assetlib.library.asset import Asset
-from assetlib.vocab import Language, VectorKind
+from assetlib.vocab import VectorKind
 
 RowKey = tuple[str, str, str | None, int | None]  # (kind, asset id, language, view index)
 
@@ -55,16 +55,11 @@ def file_fingerprint(path: Path) -> str:
     return digest(str(path), str(stat.st_size), str(stat.st_mtime_ns))
 
 
-def caption_of(asset: Asset, language: str) -> str | None:
-    """The asset's caption in one language (None when it has none)."""
-    return {Language.EN: asset.caption_en, Language.ZH: asset.caption_cn}.get(Language(language))
-
-
 def plan_rows(asset: Asset, info: EncoderInfo, per_view: bool, languages: Sequence[str]) -> list[Row]:
     """The rows an encoder produces for one asset: captions per language, views, the asset vector."""
     rows = []
     for language in languages:
-        text = caption_of(asset, language)
+        text = asset.caption(language)
         if text and language in info.languages:
             rows.append(
                 Row(

@@ -17,8 +17,7 @@ import pandas as pd
 
 from assetlib.embedding.plan import Row, RowKey
 from assetlib.encoders.base import EncoderInfo
-from assetlib.library.asset import Failure
-from assetlib.records import write_json
+from assetlib.records import Failure, write_json
 from assetlib.vocab import VectorKind
 
 log = logging.getLogger(__name__)
@@ -85,10 +84,10 @@ class ShardFiles:
         meta = pd.read_parquet(self.meta)
         vectors = np.load(self.vectors)
         out = {}
-        for i, r in enumerate(meta.itertuples(index=False)):
-            view = None if pd.isna(r.view_index) else int(r.view_index)
-            language = None if r.language is None or pd.isna(r.language) else str(r.language)
-            out[(str(r.kind), str(r.asset_id), language, view)] = (str(r.input_hash), vectors[i])
+        for i, r in enumerate(meta.to_dict("records")):
+            view = None if pd.isna(r["view_index"]) else int(r["view_index"])
+            language = None if r["language"] is None or pd.isna(r["language"]) else str(r["language"])
+            out[(str(r["kind"]), str(r["asset_id"]), language, view)] = (str(r["input_hash"]), vectors[i])
         return out
 
     def write(

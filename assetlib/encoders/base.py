@@ -99,6 +99,14 @@ class UnsupportedLanguage(EncoderError, ValueError):
     """Text in a language the encoder was not trained for."""
 
 
+def check_texts(texts: Sequence[str], language: str, info: EncoderInfo) -> str:
+    """What every encoder checks before embedding texts: the language it knows, no empty text."""
+    code = check_language(language, info)
+    if any(not t or not t.strip() for t in texts):
+        raise EncoderError("cannot embed an empty text")
+    return code
+
+
 def check_language(language: str, info: EncoderInfo) -> str:
     """The language code ('english' → 'en') if the encoder embeds that language, else UnsupportedLanguage."""
     code = language_code(language)

@@ -12,7 +12,7 @@ from assetlib.encoders.base import (
     EncoderInfo,
     ImageInput,
     TextRole,
-    check_language,
+    check_texts,
     l2_normalize,
 )
 
@@ -49,9 +49,7 @@ class E5Encoder:
         self, texts: Sequence[str], language: str = "en", role: TextRole = "document"
     ) -> np.ndarray:
         """Passages (captions) or queries, L2-normalised."""
-        check_language(language, self.info)
-        if any(not t or not t.strip() for t in texts):
-            raise EncoderError("cannot embed an empty text")
+        check_texts(texts, language, self.info)
         embed = self._model.query if role == "query" else self._model.passage
         parts = [
             np.atleast_2d(embed(list(texts[i : i + self.batch_size])))

@@ -18,6 +18,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -27,7 +28,7 @@ from assetlib.encoders.base import (
     EncoderInfo,
     ImageInput,
     TextRole,
-    check_language,
+    check_texts,
     l2_normalize,
 )
 from assetlib.media.images import as_rgb, to_rgb_on_white
@@ -172,7 +173,8 @@ class QwenEncoder:
             languages=("en", "zh"),
             fused_views=True,
             description="Qwen multimodal embeddings through DashScope",
-            version=f"{model}@{dim}",
+            # Fewer views per fused request give other asset vectors under the same name.
+            version=f"{model}@{dim}" + (f"/{num_images}views" if num_images != MAX_MULTI_IMAGES else ""),
         )
         self.requests = 0
         self.retries = 0
@@ -181,7 +183,7 @@ class QwenEncoder:
     def _once(self, contents: list[dict]) -> np.ndarray:
         self.limiter.acquire()
         self.requests += 1
-        kwargs = {"dimension": self.dimension} if self.dimension else {}
+        kwargs: dict[str, Any] = {"dimension": self.dimension} if self.dimension else {}
         try:
             response = self._sdk.MultiModalEmbedding.call(
                 model=self.model, input=contents, api_key=self.api_key, request_timeout=self.timeout, **kwargs
@@ -249,9 +251,7 @@ class QwenEncoder:
         self, texts: Sequence[str], language: str = "en", role: TextRole = "document"
     ) -> np.ndarray:
         """Text vectors in the same space as the image vectors (English and Chinese alike)."""
-        check_language(language, self.info)
-        if any(not t or not t.strip() for t in texts):
-            raise EncoderError("cannot embed an empty text")
+        check_texts(texts, language, self.info)
         parts = [
             self._call([{"text": _safe_text(t)} for t in texts[i : i + ITEMS_PER_REQUEST]])
             for i in range(0, len(texts), ITEMS_PER_REQUEST)

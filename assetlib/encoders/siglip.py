@@ -9,22 +9,25 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from assetlib.encoders.base import (
-    EncoderError,
     EncoderInfo,
     EncoderUnavailable,
     ImageInput,
     TextRole,
-    check_language,
+    check_texts,
     l2_normalize,
     mean_of_views,
 )
 from assetlib.media.images import as_rgb
+
+if TYPE_CHECKING:
+    from torch import Tensor
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +70,7 @@ def weights_version(source: str) -> str:
     return digest.hexdigest()
 
 
-def _pooled(output: object) -> object:
+def _pooled(output: Any) -> Tensor:
     # transformers 5 returns an output object from get_*_features; 4.x returned the tensor.
     return getattr(output, "pooler_output", output)
 
@@ -133,7 +136,7 @@ class SiglipEncoder:
             texts, padding="max_length", max_length=self.max_length, truncation=True, return_tensors="pt"
         )
 
-    def _run(self, fn: object, batches: list) -> np.ndarray:
+    def _run(self, fn: Callable[..., Any], batches: list[dict[str, Any]]) -> np.ndarray:
         torch = self._torch
         out = []
         with torch.inference_mode():
@@ -146,9 +149,7 @@ class SiglipEncoder:
         self, texts: Sequence[str], language: str = "en", role: TextRole = "document"
     ) -> np.ndarray:
         """Caption or query vectors, L2-normalised (SigLIP embeds queries and captions alike)."""
-        check_language(language, self.info)
-        if any(not t or not t.strip() for t in texts):
-            raise EncoderError("cannot embed an empty text")
+        check_texts(texts, language, self.info)
         step = self.batch_size
         batches = [dict(self.tokenize(texts[i : i + step])) for i in range(0, len(texts), step)]
         return l2_normalize(self._run(self.model.get_text_features, batches), f"{self.info.name} text")

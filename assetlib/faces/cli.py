@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from assetlib import __version__
 from assetlib.config import ConfigError, Settings, load_settings
 from assetlib.logs import configure_logging
+from assetlib.vocab import Algorithm
 
 if TYPE_CHECKING:
     from assetlib.pipeline.stages import LibraryStage
@@ -329,7 +330,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     def add(
-        parent: argparse._SubParsersAction, name: str, func: Callable, **kw: object
+        parent: argparse._SubParsersAction, name: str, func: Callable[[argparse.Namespace], int], **kw: Any
     ) -> argparse.ArgumentParser:
         p = parent.add_parser(name, help=(func.__doc__ or "").splitlines()[0], **kw)
         p.set_defaults(func=func)
@@ -347,7 +348,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     add(sub, "encoders", cmd_encoders)
     embed = add(sub, "embed", cmd_embed)
-    embed.add_argument("--algorithm", required=True, help="siglip[:<model>], qwen[:<model>] or e5")
+    embed.add_argument(
+        "--algorithm",
+        required=True,
+        help=f"{', '.join(Algorithm)}, optionally :<model> (siglip:<hub id or dir>)",
+    )
     embed.add_argument("--library", help="library folder (default: the demo library)")
     embed.add_argument(
         "--run-dir", default="outputs/embed", help="shards go to <run-dir>/embeddings/<encoder>/"
@@ -407,7 +412,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = add(sub, "evaluate", cmd_evaluate)
     evaluate.add_argument("--library", help="library folder (default: the demo library)")
     evaluate.add_argument("--run-dir", default="outputs/evaluate", help="queries.json, metrics.json, figures")
-    evaluate.add_argument("--algorithms", default="siglip,qwen,e5")
+    evaluate.add_argument("--algorithms", default=",".join(Algorithm), help="comma-separated algorithms")
     evaluate.add_argument("--seed", type=int, default=0)
     evaluate.add_argument(
         "--max-queries", type=int, default=300, help="groups (demo) or assets (real) sampled"

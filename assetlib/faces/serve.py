@@ -11,6 +11,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from types import FrameType
 
 import httpx
 
@@ -229,5 +230,5 @@ def serve_dashboard(
             signal.signal(sig, handler)
 
 
-def _raise_interrupt(signum: int, frame: object) -> None:
+def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import anywidget
 import traitlets
@@ -134,7 +135,7 @@ class ModelViewer(anywidget.AnyWidget):
     status = traitlets.Unicode("empty").tag(sync=True)
     label = traitlets.Unicode("").tag(sync=True)  # what is shown (an asset id), set on the page when loaded
 
-    def __init__(self, **kwargs: object) -> None:
+    def __init__(self, **kwargs: Any) -> None:
         super().__init__(_library=load_viewer_script(), **kwargs)
 
     def show(self, data: bytes, label: str = "") -> None:

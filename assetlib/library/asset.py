@@ -21,16 +21,11 @@ class Asset:
     tags: tuple[str, ...] = ()
     attributes: dict[str, Any] = field(default_factory=dict)
 
+    def caption(self, language: str) -> str | None:
+        """The caption in one language ('en' or 'zh'; None when the asset has none in it)."""
+        return {"en": self.caption_en, "zh": self.caption_cn}.get(language)
+
     @property
     def view_count(self) -> int:
         """Number of rendered views known for this asset."""
         return len(self.view_paths)
-
-
-@dataclass(frozen=True)
-class Failure:
-    """An asset (or one of its files) skipped by a stage, and why."""
-
-    asset_id: str
-    stage: str
-    reason: str

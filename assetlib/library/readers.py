@@ -12,16 +12,20 @@ import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 from PIL import Image
 
 from assetlib.config import Settings
-from assetlib.library.asset import Asset, Failure
-from assetlib.library.views import CAMPOS_DIR, CameraError, View, read_view, select_views
+from assetlib.library.asset import Asset
+from assetlib.logs import progress
+from assetlib.media.views import CAMPOS_DIR, CameraError, View, read_view, select_views
+from assetlib.records import Failure
 
 log = logging.getLogger(__name__)
 
 VIEW_DIR = re.compile(r"^\d{5}$")
+J = TypeVar("J", dict, list)  # the JSON container a library file must hold
 
 
 @dataclass(frozen=True)
@@ -85,7 +89,7 @@ class LibraryError(ValueError):
     """A library-level file (captions, index map) that is missing or unreadable."""
 
 
-def _read_json(path: Path, kind: type, what: str) -> object:
+def _read_json(path: Path, kind: type[J], what: str) -> J:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -167,7 +171,7 @@ def image_is_intact(path: Path) -> str | None:
 
 def choose_views(views: list[View], count: int, verify: bool) -> tuple[list[View], list[str]]:
     """Select `count` views evenly in azimuth, replacing any that do not decode when `verify` is on."""
-    remaining, problems = list(views), []
+    remaining, problems = list(views), list[str]()
     while True:
         chosen = select_views(remaining, count)
         if not verify:
@@ -213,9 +217,7 @@ def read_library(
         ids = ids[:max_assets]
     assets, failures = [], []
     counts = {"captions_en": len(ids), "captions_cn": 0, "glb": 0, "high_quality": 0, "view_problems": 0}
-    from assetlib.logs import progress as tqdm
-
-    for asset_id in tqdm(ids, desc="read library", unit="asset", disable=len(ids) < 2000):
+    for asset_id in progress(ids, desc="read library", unit="asset", disable=len(ids) < 2000):
         views: list[View] = []
         if source.renders is not None:
             found, problems = find_views(source.renders, asset_id)

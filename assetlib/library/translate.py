@@ -360,7 +360,7 @@ class BatchTranslator:
 
     def _take_line(self, line: dict, captions: Mapping[str, str], reasons: dict[str, str]) -> None:
         asset_id = line.get("custom_id")
-        if asset_id not in captions:
+        if not isinstance(asset_id, str) or asset_id not in captions:
             return
         response = line.get("response") or {}
         if line.get("error") or response.get("status_code", 200) >= 400:

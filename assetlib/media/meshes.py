@@ -39,11 +39,12 @@ def load_mesh(path: str | Path) -> trimesh.Scene:
     try:
         # trimesh decodes KHR_draco_mesh_compression through DracoPy (a dependency); without it such
         # files load as all-zero vertices, which check_scene below refuses.
-        scene = trimesh.load(str(path), force="scene", process=False)
+        loaded = trimesh.load(str(path), force="scene", process=False)
     except MeshError:
         raise
     except Exception as exc:  # trimesh raises many types for malformed files
         raise MeshError(f"{path.name}: cannot parse mesh ({type(exc).__name__}: {exc})") from exc
+    scene = loaded if isinstance(loaded, trimesh.Scene) else trimesh.Scene(loaded)
     check_scene(scene, path.name)
     return scene
 

@@ -7,9 +7,12 @@ import random
 import textwrap
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from assetlib.library.asset import Asset
 from assetlib.media.images import ImageError, load_rgb
+
+if TYPE_CHECKING:  # the pictures are of assets; the record itself lives one room up
+    from assetlib.library.asset import Asset
 
 log = logging.getLogger(__name__)
 

@@ -14,10 +14,11 @@ from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
+import trimesh
 
-from assetlib.library.asset import Failure
-from assetlib.library.views import CAMPOS_DIR, camera_json
 from assetlib.media.meshes import MeshError, load_mesh
+from assetlib.media.views import CAMPOS_DIR, camera_json
+from assetlib.records import Failure
 
 # EGL renders without a display, on a GPU or (Mesa llvmpipe) on the CPU; must be set before OpenGL loads.
 os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
@@ -73,7 +74,7 @@ class Renderer:
         """Release the OpenGL context."""
         self._renderer.delete()
 
-    def render_scene(self, tm_scene: object) -> list[tuple[np.ndarray, dict]]:
+    def render_scene(self, tm_scene: trimesh.Scene) -> list[tuple[np.ndarray, dict]]:
         """Render a trimesh scene (Y-up) from evenly spaced azimuths; return (RGBA uint8, camera) pairs."""
         from PIL import Image
 
@@ -116,7 +117,9 @@ class Renderer:
             scene.set_pose(key, pose)  # a headlight: every view is lit from the camera
             rgba, _ = self._renderer.render(scene, flags=pyrender.RenderFlags.RGBA)
             if s.supersample > 1:
-                rgba = np.asarray(Image.fromarray(rgba, "RGBA").resize((s.size, s.size), Image.LANCZOS))
+                rgba = np.asarray(
+                    Image.fromarray(rgba, "RGBA").resize((s.size, s.size), Image.Resampling.LANCZOS)
+                )
             cam = camera_json(Y_UP_TO_Z_UP @ offset, np.zeros(3), s.fov_deg)
             out.append((rgba, cam))
         return out

@@ -17,9 +17,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from assetlib.config import Settings, trained_model_dir
-from assetlib.library.asset import Asset, Failure
+from assetlib.library.asset import Asset
 from assetlib.library.readers import default_library_root, open_library
-from assetlib.records import write_failures, write_json
+from assetlib.records import Failure, write_failures, write_json
+from assetlib.vocab import Algorithm
 
 # Each stage imports its room when it runs: the runner and the CLI's parser load none of them.
 if TYPE_CHECKING:
@@ -436,7 +437,7 @@ def evaluate(
     settings: Settings,
     root: str | Path | None = None,
     run_dir: str | Path = "outputs/evaluate",
-    algorithms: Sequence[str] = ("siglip", "qwen", "e5"),
+    algorithms: Sequence[str] = tuple(Algorithm),
     seed: int = 0,
     max_queries: int = 300,
     reuse: bool = True,

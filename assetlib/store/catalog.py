@@ -7,21 +7,11 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from assetlib.store.schema import list_encoders
+from assetlib.store.db import scalar
+from assetlib.store.schema import CATALOG_COLUMNS, list_encoders
 from assetlib.vocab import VectorKind
 
-RECORD_COLUMNS = (
-    "asset_id",
-    "objaverse_uid",
-    "caption_en",
-    "caption_cn",
-    "view_count",
-    "view_paths",
-    "glb_path",
-    "high_quality",
-    "tags",
-    "attributes",
-)
+RECORD_COLUMNS = tuple(c for c in CATALOG_COLUMNS if c != "content_hash")
 
 
 def asset_record(conn: psycopg.Connection, asset_id: str) -> dict[str, Any] | None:
@@ -37,11 +27,10 @@ def asset_record(conn: psycopg.Connection, asset_id: str) -> dict[str, Any] | No
 
 def store_counts(conn: psycopg.Connection) -> dict[str, Any]:
     """How many assets the catalog holds and how many vectors each encoder has."""
-    assets = conn.execute("SELECT count(*) FROM assets").fetchone()[0]
+    assets = scalar(conn, "SELECT count(*) FROM assets")
     vectors = {
         tables.name: sum(
-            conn.execute(sql.SQL("SELECT count(*) FROM {}").format(tables.ident(kind))).fetchone()[0]
-            for kind in VectorKind
+            scalar(conn, sql.SQL("SELECT count(*) FROM {}").format(tables.ident(kind))) for kind in VectorKind
         )
         for tables in list_encoders(conn)
     }

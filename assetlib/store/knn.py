@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import psycopg
@@ -208,9 +209,9 @@ def _rows_per_asset(kind: VectorKind, language: str | None, tuning: SearchTuning
 
 def _execute(
     conn: psycopg.Connection,
-    statement: sql.Composable,
+    statement: sql.Composed,
     tuning: SearchTuning,
-    params: dict,
+    params: dict[str, Any],
     filtered: bool,
 ) -> list[tuple]:
     with conn.transaction():
@@ -232,7 +233,7 @@ def knn(
     tuning = tuning or SearchTuning()
     if k < 1:
         raise ValueError(f"k must be at least 1, got {k}")
-    params = {"q": _check_query(query, tables.dim), "k": k, "language": language}
+    params: dict[str, Any] = {"q": _check_query(query, tables.dim), "k": k, "language": language}
     per_asset = _rows_per_asset(kind, language, tuning)
     statement = knn_sql(tables, kind, language, high_quality_only)
     filtered = high_quality_only or language is not None

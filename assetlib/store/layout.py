@@ -72,7 +72,10 @@ def serving_layout(
     """The layout one search uses: as requested (if the vectors allow it), the fused vector of a fused
     encoder, else `choose_layout` over what is indexed."""
     if requested is not None:
-        layout = ImageLayout(requested)
+        try:
+            layout = ImageLayout(requested)
+        except ValueError:
+            raise LayoutError(f"unknown layout {requested!r}; valid: {', '.join(ImageLayout)}") from None
         if fused_views and layout is not ImageLayout.ASSET:
             raise LayoutError(
                 f"layout {layout.value} needs per-view vectors; this encoder stores one fused vector "

@@ -16,7 +16,8 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from assetlib.library.asset import Asset
-from assetlib.store.schema import KEY_COLUMNS, EncoderTables, list_encoders
+from assetlib.store.db import one_row
+from assetlib.store.schema import CATALOG_COLUMNS, KEY_COLUMNS, EncoderTables, list_encoders
 from assetlib.vocab import VectorKind
 
 log = logging.getLogger(__name__)
@@ -86,12 +87,12 @@ def check_vectors(vectors: np.ndarray, dim: int, ids: Sequence[str], target: str
     problems: dict[str, list[str]] = {}
     finite = np.isfinite(vectors).all(axis=1)
     if not finite.all():
-        problems["vectors with NaN or Inf"] = [ids[i] for i in np.flatnonzero(~finite)]
+        problems["vectors with NaN or Inf"] = [ids[int(i)] for i in np.flatnonzero(~finite)]
     # Cosine distance to a zero vector is NaN and HNSW silently skips it: never store one.
     norms = np.linalg.norm(np.where(np.isfinite(vectors), vectors, 0.0), axis=1)
     zero = finite & (norms < 1e-12)
     if zero.any():
-        problems["zero vectors"] = [ids[i] for i in np.flatnonzero(zero)]
+        problems["zero vectors"] = [ids[int(i)] for i in np.flatnonzero(zero)]
     if problems:
         raise BadVectorsError(target, problems)
     return vectors
@@ -224,7 +225,7 @@ def load_vectors(
             copy.set_types(["text", *([sub_type] if sub_type else []), tables.storage, "text"])
             # pgvector's binary dumper takes numpy arrays for vector, HalfVector objects for halfvec.
             adapt = HalfVector if tables.storage == "halfvec" else (lambda v: v)
-            if sub_type:
+            if sub_type and sub_keys is not None:
                 for aid, sub, vec, h in zip(asset_ids, sub_keys, vectors, hashes, strict=True):
                     copy.write_row((aid, sub, adapt(vec), h))
             else:
@@ -262,7 +263,8 @@ def _upsert_from_staging(
     keys = KEY_COLUMNS[kind]
     key_list = sql.SQL(", ").join(map(sql.Identifier, keys))
     staged_keys = sql.SQL(", ").join(sql.SQL("s.{}").format(sql.Identifier(k)) for k in keys)
-    row = conn.execute(
+    row = one_row(
+        conn,
         sql.SQL(
             """WITH src AS (
                    SELECT {staged_keys}, s.embedding, s.content_hash, a.high_quality
@@ -278,8 +280,8 @@ def _upsert_from_staging(
                    RETURNING (xmax = 0) AS fresh
                )
                SELECT count(*) FILTER (WHERE fresh), count(*) FILTER (WHERE NOT fresh) FROM up"""
-        ).format(staged_keys=staged_keys, table=tables.ident(kind), keys=key_list)
-    ).fetchone()
+        ).format(staged_keys=staged_keys, table=tables.ident(kind), keys=key_list),
+    )
     return int(row[0]), int(row[1])
 
 
@@ -321,19 +323,7 @@ def load_catalog(conn: psycopg.Connection, assets: Sequence[Asset], batch_key: s
     if empty:
         raise BadVectorsError(CATALOG_TARGET, {"assets with an empty id": [repr(e) for e in empty]})
     batch_hash = _batch_hash([r[0] for r in rows], [r[-1] for r in rows])
-    columns = [
-        "asset_id",
-        "objaverse_uid",
-        "caption_en",
-        "caption_cn",
-        "view_count",
-        "view_paths",
-        "glb_path",
-        "high_quality",
-        "tags",
-        "attributes",
-        "content_hash",
-    ]
+    columns = list(CATALOG_COLUMNS)
     _require_own_transaction(conn, "load_catalog")
     with conn.transaction():
         if _already_loaded(conn, CATALOG_TARGET, batch_key, batch_hash):

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 import psycopg
 
+from assetlib.store.db import scalar
 from assetlib.store.schema import schema_version
 
 MIN_SERVER_MAJOR = 16
@@ -54,8 +55,8 @@ def _version_tuple(text: str) -> tuple[int, ...]:
 
 def database_report(conn: psycopg.Connection, where: str) -> DatabaseReport:
     """Collect versions, encoders, and every table of the public schema with rows, size and indexes."""
-    version = conn.execute("SHOW server_version").fetchone()[0]
-    major = int(conn.execute("SHOW server_version_num").fetchone()[0]) // 10000
+    version = scalar(conn, "SHOW server_version")
+    major = int(scalar(conn, "SHOW server_version_num")) // 10000
     row = conn.execute("SELECT extversion FROM pg_extension WHERE extname = 'vector'").fetchone()
     encoders = [
         {"name": r[0], "dim": r[1], "storage": r[2], "tables": r[3]}
@@ -65,12 +66,8 @@ def database_report(conn: psycopg.Connection, where: str) -> DatabaseReport:
     for (name,) in conn.execute(
         "SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY tablename"
     ).fetchall():
-        rows = conn.execute(
-            psycopg.sql.SQL("SELECT count(*) FROM {}").format(psycopg.sql.Identifier(name))
-        ).fetchone()[0]
-        size = conn.execute(
-            "SELECT pg_size_pretty(pg_total_relation_size(%s::regclass))", (name,)
-        ).fetchone()[0]
+        rows = scalar(conn, psycopg.sql.SQL("SELECT count(*) FROM {}").format(psycopg.sql.Identifier(name)))
+        size = scalar(conn, "SELECT pg_size_pretty(pg_total_relation_size(%s::regclass))", (name,))
         indexes = [
             f"{r[0]} ({r[1]}, {r[2]})"
             for r in conn.execute(

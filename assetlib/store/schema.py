@@ -11,6 +11,7 @@ import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
+from assetlib.store.db import scalar
 from assetlib.vocab import VectorKind, VectorStorage
 
 log = logging.getLogger(__name__)
@@ -98,6 +99,22 @@ class EncoderTables:
     def vector_type(self) -> sql.Composable:
         """SQL type of the embedding column, e.g. vector(768)."""
         return sql.SQL("{}({})").format(sql.SQL(self.storage), sql.Literal(self.dim))
+
+
+# The catalog's columns as the loader writes them (content_hash last: it fingerprints the others).
+CATALOG_COLUMNS = (
+    "asset_id",
+    "objaverse_uid",
+    "caption_en",
+    "caption_cn",
+    "view_count",
+    "view_paths",
+    "glb_path",
+    "high_quality",
+    "tags",
+    "attributes",
+    "content_hash",
+)
 
 
 class SchemaError(RuntimeError):
@@ -240,5 +257,5 @@ def present_kinds(conn: psycopg.Connection, tables: EncoderTables) -> list[Vecto
     return [
         kind
         for kind in VectorKind
-        if conn.execute(sql.SQL("SELECT EXISTS (SELECT 1 FROM {})").format(tables.ident(kind))).fetchone()[0]
+        if scalar(conn, sql.SQL("SELECT EXISTS (SELECT 1 FROM {})").format(tables.ident(kind)))
     ]

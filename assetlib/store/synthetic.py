@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -120,7 +121,7 @@ def load_synthetic_views(
                 asset_id=a,
                 caption_en=f"synthetic asset {a}",
                 high_quality=(start + i) % high_quality_every == 0,
-                view_paths=tuple("" for _ in range(n_views)),
+                view_paths=tuple(Path(f"/synthetic/{a}/{v:05d}.png") for v in range(n_views)),
             )
             for i, a in enumerate(chunk)
         ]

@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from PIL import Image
 
 from assetlib.library.asset import Asset
 from assetlib.media.images import ImageError, load_rgb
+
+if TYPE_CHECKING:
+    from torch import Tensor
 
 log = logging.getLogger(__name__)
 
@@ -46,22 +51,25 @@ class EncodedAssets:
     """Preprocessed tensors of a set of assets: pixel values per view and token ids per caption."""
 
     assets: list[Asset]
-    pixels: object  # torch.Tensor (n_views_total, 3, H, W)
+    pixels: Tensor  # (n_views_total, 3, H, W)
     view_owner: np.ndarray  # asset index of each view row
-    tokens: dict[str, dict]  # language → tokenizer output for every asset (rows aligned with assets)
+    # language → tokenizer output for every asset (rows aligned with assets)
+    tokens: dict[str, dict[str, Tensor]]
     has_caption: dict[str, np.ndarray]  # language → bool per asset
 
 
 def encode_assets(
     assets: Sequence[Asset],
-    image_processor: object,
-    tokenize: object,
+    image_processor: Callable[..., Any],
+    tokenize: Callable[[Sequence[str]], Mapping[str, Tensor]],
     languages: Sequence[str] = ("en", "zh"),
 ) -> EncodedAssets:
     """Decode every view once with the model's own image processor and tokenise every caption."""
     import torch
 
-    images, owners, kept = [], [], []
+    images: list[Image.Image] = []
+    owners: list[int] = []
+    kept: list[Asset] = []
     for asset in assets:
         views = []
         for path in asset.view_paths:
@@ -83,9 +91,10 @@ def encode_assets(
         if images
         else torch.zeros(0)
     )
-    tokens, has = {}, {}
+    tokens: dict[str, dict[str, Tensor]] = {}
+    has: dict[str, np.ndarray] = {}
     for language in languages:
-        texts = [(a.caption_en if language == "en" else a.caption_cn) for a in kept]
+        texts = [a.caption(language) for a in kept]
         has[language] = np.array([bool(t) for t in texts])
         tokens[language] = dict(tokenize([t or "" for t in texts]))
         # Short attribute phrases ("a red chair"), as people type queries, where attributes exist.

@@ -89,12 +89,13 @@ def init_siglip(
 ) -> Path:
     """Save a randomly initialised SigLIP (model, tokenizer, image processor, assetlib.json) to out_dir."""
     import torch
+    import transformers
     from transformers import SiglipConfig, SiglipModel, SiglipTokenizer
 
-    try:  # transformers >= 5.x names the PIL-based processor explicitly; it needs no torchvision
-        from transformers import SiglipImageProcessorPil as ImageProcessor
-    except ImportError:
-        from transformers import SiglipImageProcessor as ImageProcessor
+    # transformers >= 5.x names the PIL-based processor explicitly (it needs no torchvision).
+    ImageProcessor = (
+        getattr(transformers, "SiglipImageProcessorPil", None) or transformers.SiglipImageProcessor
+    )
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

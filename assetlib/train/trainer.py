@@ -16,13 +16,20 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from assetlib.library.asset import Asset
-from assetlib.train.data import GroupBatches, encode_assets, group_key, split_by_asset
+from assetlib.train.data import EncodedAssets, GroupBatches, encode_assets, group_key, split_by_asset
 from assetlib.train.init_model import SiglipSize, init_siglip, train_tokenizer
 from assetlib.train.validate import retrieval_recall
+
+if TYPE_CHECKING:
+    from torch import Tensor
+    from transformers import SiglipModel
+
+    from assetlib.encoders.siglip import SiglipEncoder
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +70,7 @@ class TrainResult:
     reused: bool = False
 
 
-def _sigmoid_loss(text: object, image: object, scale: object, bias: object) -> object:
+def _sigmoid_loss(text: Tensor, image: Tensor, scale: Tensor, bias: Tensor) -> Tensor:
     import torch
     import torch.nn.functional as F
 
@@ -72,7 +79,7 @@ def _sigmoid_loss(text: object, image: object, scale: object, bias: object) -> o
     return -F.logsigmoid(labels * logits).sum() / len(text)
 
 
-def _features(model: object, pixels: object, tokens: dict) -> tuple[object, object]:
+def _features(model: SiglipModel, pixels: Tensor, tokens: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
     return _image_only(model, pixels), _text_only(model, tokens)
 
 
@@ -86,8 +93,8 @@ def _prepare_model(cfg: TrainConfig, assets: Sequence[Asset], work: Path) -> str
     )
     # Colour and object words as their own lines keep them separate pieces (see HANDBOOK).
     tokenizer = train_tokenizer(captions, work / "tokenizer", cfg.size.vocab_size, extra_lines=words * 20)
-    return init_siglip(
-        work / "init", tokenizer, cfg.size, name=cfg.name, languages=cfg.languages, seed=cfg.seed
+    return str(
+        init_siglip(work / "init", tokenizer, cfg.size, name=cfg.name, languages=cfg.languages, seed=cfg.seed)
     )
 
 
@@ -236,7 +243,7 @@ def train_siglip(
     return TrainResult(model_dir, step, seconds(), history, metrics, resumed_from)
 
 
-def _validate(model: object, data: object, device: str, cfg: TrainConfig) -> dict[str, float]:
+def _validate(model: SiglipModel, data: EncodedAssets, device: str, cfg: TrainConfig) -> dict[str, float]:
     import torch
 
     was_training = model.training
@@ -255,19 +262,19 @@ def _validate(model: object, data: object, device: str, cfg: TrainConfig) -> dic
     return retrieval_recall(view_vectors, data.view_owner, texts, data.has_caption, groups)
 
 
-def _image_only(model: object, pixels: object) -> object:
+def _image_only(model: SiglipModel, pixels: Tensor) -> Tensor:
     import torch.nn.functional as F
 
     return F.normalize(model.get_image_features(pixel_values=pixels).pooler_output.float(), dim=-1)
 
 
-def _text_only(model: object, tokens: dict) -> object:
+def _text_only(model: SiglipModel, tokens: dict[str, Tensor]) -> Tensor:
     import torch.nn.functional as F
 
     return F.normalize(model.get_text_features(**tokens).pooler_output.float(), dim=-1)
 
 
-def _save_model(model: object, base: object, start: str, out_dir: Path) -> Path:
+def _save_model(model: SiglipModel, base: SiglipEncoder, start: str, out_dir: Path) -> Path:
     model_dir = out_dir / "model"
     tmp = out_dir / "model.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
@@ -299,7 +306,7 @@ def evaluate_saved(
     view_vectors = encoder.encode_images(views)
     texts, has = {}, {}
     for language in languages:
-        captions = [(a.caption_en if language == "en" else a.caption_cn) for a in assets]
+        captions = [a.caption(language) for a in assets]
         has[language] = np.array([bool(c) for c in captions])
         rows = [c for c in captions if c]
         vectors = np.zeros((len(assets), encoder.info.dim), np.float32)

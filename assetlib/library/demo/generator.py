@@ -7,7 +7,6 @@ with the ground truth (category, colour, material, features) that evaluation use
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 import uuid
@@ -17,9 +16,9 @@ from pathlib import Path
 import numpy as np
 import trimesh
 
-from assetlib.library.asset import Failure
 from assetlib.library.demo.objects import CATEGORIES, Category
 from assetlib.media.render import RenderSettings, iter_jobs, render_many
+from assetlib.records import Failure, write_json
 
 log = logging.getLogger(__name__)
 
@@ -224,12 +223,6 @@ def write_demo_library(
     return DemoBuild(root, specs, failures, seconds)
 
 
-def _write_json(path: Path, data: object) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, ensure_ascii=False, indent=1), encoding="utf-8")
-    tmp.replace(path)
-
-
 def _write_metadata(
     root: Path,
     specs: list[DemoSpec],
@@ -240,18 +233,18 @@ def _write_metadata(
 ) -> None:
     failed = {f.asset_id for f in failures}
     good = [s for s in specs if s.asset_id not in failed]
-    _write_json(root / "text_captions_cap3d.json", {s.asset_id: s.caption_en for s in good})
-    _write_json(root / "text_captions_cap3d_cn.json", {s.asset_id: s.caption_cn for s in good})
-    _write_json(root / "gobjaverse_280k_index_to_objaverse.json", {s.asset_id: s.glb_relpath for s in good})
-    _write_json(root / "kiui_gobj_merged.json", [s.asset_id for s in good if s.high_quality])
-    _write_json(
+    write_json(root / "text_captions_cap3d.json", {s.asset_id: s.caption_en for s in good})
+    write_json(root / "text_captions_cap3d_cn.json", {s.asset_id: s.caption_cn for s in good})
+    write_json(root / "gobjaverse_280k_index_to_objaverse.json", {s.asset_id: s.glb_relpath for s in good})
+    write_json(root / "kiui_gobj_merged.json", [s.asset_id for s in good if s.high_quality])
+    write_json(
         root / "attributes.json",
         {
             s.asset_id: {"category": s.category, "colour": s.colour, "material": s.material, **s.features}
             for s in good
         },
     )
-    _write_json(
+    write_json(
         root / "library.json",
         {
             "kind": "assetlib-demo",

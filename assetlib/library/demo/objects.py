@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -27,7 +28,7 @@ class Design:
     parts: list[Part]
     detail_en: str
     detail_zh: str
-    features: dict[str, object] = field(default_factory=dict)
+    features: dict[str, Any] = field(default_factory=dict)
     # For objects whose colour is an accessory's (a snowman's hat): whole-caption templates with
     # {material} and {colour} slots, used instead of "<material> <colour> <noun> <detail>".
     template_en: str | None = None

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import embedded_library
 from fake_dashscope import FakeDashScopeServer
 
 from assetlib.evaluation.queries import QuerySet, build_queries
@@ -15,13 +14,11 @@ from assetlib.search.service import SearchService
 
 
 @pytest.fixture(scope="module")
-def setup(assetlib_home, tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("eval")
-    with FakeDashScopeServer(dim=64) as fake:
-        assets, settings = embedded_library(tmp, assetlib_home, fake.base_url, size=30, seed=6, prefix="ev")
-        yield tmp, assets, settings
+def setup(demo_world, tmp_path_factory):
+    return tmp_path_factory.mktemp("eval"), demo_world.assets, demo_world.settings
 
 
+@pytest.mark.slow
 def test_query_sets_are_built_from_ground_truth_and_saved(setup):
     tmp, assets, _ = setup
     queries = build_queries(assets, tmp / "out", seed=1)
@@ -42,6 +39,7 @@ def test_query_sets_are_built_from_ground_truth_and_saved(setup):
     assert [q.qid for q in again.queries] == [q.qid for q in queries.queries]
 
 
+@pytest.mark.slow
 def test_comparison_covers_every_usable_algorithm_mode_and_language(setup):
     tmp, assets, settings = setup
     queries = build_queries(assets, tmp / "cmp", seed=1)
