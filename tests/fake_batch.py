@@ -17,7 +17,9 @@ import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
+
+from servers import LoopbackHTTPServer
 
 WORDS = "红蓝绿黄白黑木金属椅桌车灯杯瓶树屋人猫狗鸟船飞机模型小大圆方高矮长短"
 
@@ -269,19 +271,16 @@ class FakeBatchServer:
 
     def __init__(self, api: FakeBatchApi | None = None) -> None:
         self.api = api or FakeBatchApi()
-        handler = type("Handler", (_Handler,), {"api": self.api})
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.http = LoopbackHTTPServer(type("Handler", (_Handler,), {"api": self.api}))
 
     @property
     def base_url(self) -> str:
         """Where the SDK's base_url should point."""
-        return f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+        return f"http://127.0.0.1:{self.http.port}/v1"
 
     def __enter__(self) -> FakeBatchServer:
-        self.thread.start()
+        self.http.__enter__()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self.http.__exit__(*exc)

@@ -14,9 +14,10 @@ import time
 import uuid
 from collections import deque
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import numpy as np
+from servers import LoopbackHTTPServer
 
 EMBEDDING_PATH = "/api/v1/services/embeddings/multimodal-embedding/multimodal-embedding"
 
@@ -126,18 +127,16 @@ class FakeDashScopeServer:
 
     def __init__(self, dim: int = 64) -> None:
         self.state = FakeDashScope(dim=dim)
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self.state))
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.http = LoopbackHTTPServer(_handler(self.state))
 
     @property
     def base_url(self) -> str:
         """The SDK's base_http_api_url for this server."""
-        return f"http://127.0.0.1:{self.server.server_address[1]}/api/v1"
+        return f"http://127.0.0.1:{self.http.port}/api/v1"
 
     def __enter__(self) -> FakeDashScopeServer:
-        self.thread.start()
+        self.http.__enter__()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self.http.__exit__(*exc)
