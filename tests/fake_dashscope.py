@@ -19,6 +19,8 @@ from http.server import BaseHTTPRequestHandler
 import numpy as np
 from servers import LoopbackHTTPServer
 
+from assetlib.model_specs import QWEN_MODELS
+
 EMBEDDING_PATH = "/api/v1/services/embeddings/multimodal-embedding/multimodal-embedding"
 
 
@@ -44,6 +46,7 @@ class FakeDashScope:
     headers: list = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
     poison: str | None = None  # any request whose body contains this string gets a 500
+    uploads: list = field(default_factory=list)  # any request for an upload policy or a file upload
 
     def vector(self, content: dict) -> list[float]:
         """A deterministic unit vector for one content item."""
@@ -57,6 +60,36 @@ class FakeDashScope:
         """Queue scripted answers for the next requests (then back to 200s)."""
         self.script.extend(answers)
         return self
+
+
+ALWAYS_FUSED = {name for name, spec in QWEN_MODELS.items() if spec.fusion == "always"}
+
+
+def refusal(payload: dict) -> str | None:
+    """Why the provider answers 400 to a request (its documented limits per model), or None."""
+    model, parameters = payload.get("model", ""), payload.get("parameters", {})
+    spec = QWEN_MODELS.get(model)
+    if spec is None:
+        return f"Model not exist: {model}"
+    contents = payload["input"]["contents"]
+    if len(contents) > spec.max_items:
+        return f"too many contents: {len(contents)} > {spec.max_items}"
+    if "dimension" in parameters and parameters["dimension"] not in spec.dims:
+        return f"dimension {parameters['dimension']} not supported by {model}"
+    if parameters.get("enable_fusion") and spec.fusion != "enable_fusion":
+        return f"enable_fusion is not supported by {model}"
+    if "instruct" in parameters and not spec.instruct:
+        return f"instruct is not supported by {model}"
+    for item in contents:
+        if "multi_images" in item and spec.fusion != "multi_images":
+            return f"multi_images is not supported by {model}"
+        images = item.get("multi_images") or ([item["image"]] if "image" in item else [])
+        if len(images) > spec.max_fused_images:
+            return f"at most {spec.max_fused_images} images in one item"
+        for image in images:
+            if len(image) > spec.max_image_bytes:
+                return f"image too large: {len(image)} bytes > {spec.max_image_bytes}"
+    return None
 
 
 def _handler(state: FakeDashScope) -> type[BaseHTTPRequestHandler]:
@@ -74,9 +107,21 @@ def _handler(state: FakeDashScope) -> type[BaseHTTPRequestHandler]:
             except (BrokenPipeError, ConnectionResetError):
                 pass  # the client gave up (a scripted time-out)
 
+        def do_GET(self) -> None:
+            # The SDK asks `…/uploads?action=getPolicy` before it uploads a local file to OSS.
+            with state.lock:
+                state.uploads.append(self.path)
+            self._send(403, json.dumps({"code": "Forbidden", "message": "no uploads here"}).encode())
+
         def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length", 0))
-            payload = json.loads(self.rfile.read(length) or b"{}")
+            raw = self.rfile.read(length) or b"{}"
+            if "upload" in self.path:
+                with state.lock:
+                    state.uploads.append(self.path)
+                self._send(403, b'{"code": "Forbidden", "message": "no uploads here"}')
+                return
+            payload = json.loads(raw)
             request_id = str(uuid.uuid4())
             with state.lock:
                 state.requests.append(payload)
@@ -104,6 +149,14 @@ def _handler(state: FakeDashScope) -> type[BaseHTTPRequestHandler]:
                 self._send(200, b'{"output": {"embeddings": [{"index": 0, "embedd')
                 return
             contents = payload["input"]["contents"]
+            refused = refusal(payload)
+            if refused:
+                body = {"code": "InvalidParameter", "message": refused, "request_id": request_id}
+                self._send(400, json.dumps(body).encode())
+                return
+            parameters = payload.get("parameters", {})
+            if parameters.get("enable_fusion") or payload["model"] in ALWAYS_FUSED:
+                contents = [{"fused": contents}]  # every item of the request in one vector
             embeddings = [
                 {
                     "index": i,

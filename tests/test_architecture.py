@@ -9,7 +9,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "assetlib"
 
 # Rooms from the bottom up; a room may import its own modules and any room listed before it.
 LAYERS: list[set[str]] = [
-    {"vocab"},
+    {"vocab", "model_specs"},
     {"config"},
     {"logs", "records"},
     {"media"},

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -172,12 +173,12 @@ def test_a_run_killed_midway_is_finished_by_the_next_with_nothing_duplicated(
 def test_qwen_stage_fuses_views_and_records_an_asset_that_keeps_failing(library, tmp_path, db):
     _, assets = library
     poisoned = assets[7]
-    with FakeDashScopeServer(dim=48) as fake:
+    with FakeDashScopeServer(dim=64) as fake:
         fake.state.poison = to_data_uri(load_rgb(poisoned.view_paths[0]))[30:90]
         encoder = QwenEncoder(
             "tongyi-embedding-vision-plus",
             "sk-test",
-            dimension=48,
+            dimension=64,
             base_url=fake.base_url,
             backoff_base=0.001,
             backoff_max=0.002,
@@ -204,14 +205,56 @@ def test_qwen_stage_fuses_views_and_records_an_asset_that_keeps_failing(library,
 
 
 def test_new_weights_under_the_same_name_are_never_served_stale_vectors(library, tmp_path):
+    """The weights' identity is their content: retrained bytes recompute, a mere copy or touch does not."""
     _, assets = library
     model = tiny_siglip(tmp_path / "retrained")
     first = embed_assets(
         assets[:6], SiglipEncoder(str(model)), tmp_path / "run", shard_size=10, progress=False
     )
     weights = next(model.glob("*.safetensors"))
-    os.utime(weights, ns=(weights.stat().st_atime_ns, weights.stat().st_mtime_ns + 10**9))  # "retrained"
+    os.utime(weights, ns=(weights.stat().st_atime_ns, weights.stat().st_mtime_ns + 10**9))  # touched
+    touched = embed_assets(
+        assets[:6], SiglipEncoder(str(model)), tmp_path / "run", shard_size=10, progress=False
+    )
+    assert touched.rows_computed == 0  # same bytes, same vectors: nothing recomputed
+    shutil.rmtree(model)
+    tiny_siglip(model, seed=1)  # retrained: the same name (siglip:tiny-test), other weights
     again = embed_assets(
         assets[:6], SiglipEncoder(str(model)), tmp_path / "run", shard_size=10, progress=False
     )
     assert again.shards_skipped == 0 and again.rows_computed == first.rows_computed
+
+
+def test_qwen3_vl_embedding_embeds_stores_and_searches_end_to_end(library, tmp_path, db):
+    """qwen3-vl-embedding through DashScope (the fake): fused by enable_fusion, searched like any Qwen."""
+    from pydantic import SecretStr
+
+    from assetlib.encoders.registry import clear_cache, get_encoder
+    from assetlib.search.service import SearchService
+
+    _, assets = library
+    with FakeDashScopeServer(dim=256) as fake:
+        settings = db.settings.model_copy(
+            update={
+                "qwen_model": "qwen3-vl-embedding",
+                "qwen_dimension": 256,
+                "dashscope_api_key": SecretStr("sk-test"),
+                "dashscope_base_url": fake.base_url,
+                "qwen_requests_per_minute": 100_000,
+            }
+        )
+        clear_cache()
+        encoder = get_encoder("qwen", settings)
+        summary = embed_assets(assets, encoder, tmp_path, shard_size=10, progress=False)
+        assert summary.failures == [] and encoder.info.name == "qwen:qwen3-vl-embedding@256"
+        fused = [r for r in fake.state.requests if r["parameters"].get("enable_fusion")]
+        assert len(fused) == N_ASSETS and all(len(r["input"]["contents"]) == 8 for r in fused)
+        load_shards(db, tmp_path, encoder.info.name, assets, progress=False)
+        service = SearchService(settings, db)
+        text = service.search_text("a red chair", "qwen", "text_to_image", top_k=3)
+        image = service.search_images([load_rgb(assets[2].view_paths[0])], "qwen", "fused", top_k=3)
+        queries = [r for r in fake.state.requests if "instruct" in r["parameters"]]
+    assert len(text.hits) == len(image.hits) == 3 and text.layout == "asset"
+    assert len(queries) == 1 and queries[0]["input"]["contents"] == [{"text": "a red chair"}]
+    assert fake.state.uploads == []
+    clear_cache()

@@ -12,6 +12,7 @@ from assetlib.encoders.base import EncoderError, EncoderUnavailable
 from assetlib.encoders.e5 import E5Encoder
 from assetlib.encoders.registry import availability, clear_cache, get_encoder, parse_spec
 from assetlib.encoders.siglip import SiglipEncoder
+from assetlib.faces.serve import free_port
 
 
 @pytest.fixture(scope="module")
@@ -89,15 +90,25 @@ def test_e5_ranks_the_english_paraphrase_of_a_chinese_query_first():
         e5.encode_images([Image.new("RGB", (8, 8))])
 
 
-def test_registry_reports_availability_with_reasons(siglip_dir, tmp_path):
+def test_registry_reports_availability_with_reasons(siglip_dir, tmp_path, monkeypatch):
     settings = load_settings(environ={}, siglip_model=str(siglip_dir))
     status = {a.algorithm: a for a in availability(settings)}
     assert status["siglip"].usable and status["e5"].usable
     assert not status["qwen"].usable and "DASHSCOPE_API_KEY" in status["qwen"].reason
     offline = load_settings(environ={}, siglip_model="google/siglip-base-patch16-224")
-    reason = {a.algorithm: a for a in availability(offline)}["siglip"].reason
-    assert "not in the local Hugging Face cache" in reason
-    with pytest.raises(EncoderUnavailable, match="not in the local Hugging Face cache"):
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    siglip = {a.algorithm: a for a in availability(offline)}["siglip"]
+    assert not siglip.usable and "not in the Hugging Face cache" in siglip.reason
+    assert "assetlib models fetch google/siglip-base-patch16-224" in siglip.reason
+    with pytest.raises(EncoderUnavailable, match="not in the Hugging Face cache"):
+        get_encoder("siglip", offline)
+    # No offline flag, no hub answering: usable by downloading, and refused at once when tried.
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{free_port()}")
+    siglip = {a.algorithm: a for a in availability(offline)}["siglip"]
+    assert siglip.usable and "downloads on first use" in siglip.reason
+    with pytest.raises(EncoderUnavailable, match="not reachable"):
         get_encoder("siglip", offline)
     missing = load_settings(environ={}, siglip_model=str(tmp_path / "nowhere"))
     assert "does not exist" in {a.algorithm: a for a in availability(missing)}["siglip"].reason

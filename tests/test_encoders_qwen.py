@@ -111,7 +111,8 @@ def test_local_paths_are_never_handed_to_the_sdk(fake, tmp_path):
     sent = fake.state.requests[0]["input"]["contents"][0]["image"]
     assert sent.startswith("data:image/png;base64,")  # a path would have been uploaded to OSS
     client.encode_texts([str(image)], "en")
-    assert fake.state.requests[1]["input"]["contents"][0]["text"] == f"{image} "
+    assert fake.state.requests[1]["input"]["contents"][0]["text"] == f" {image}"  # a text, not a file
+    assert fake.state.uploads == []
     assert not any("uploads" in str(h) for h in fake.state.headers)
 
 
@@ -174,3 +175,126 @@ def test_the_settings_reach_the_encoder_image_urls_and_views_per_request(fake, t
     assert fake.state.requests[-1]["input"]["contents"][0]["image"].startswith("data:image/png;base64,")
     assert "/4views" in encoder.info.version  # other views per request: other vectors, never reused
     clear_cache()
+
+
+MODEL_DIMS = {"qwen3-vl-embedding": 256, "qwen2.5-vl-embedding": 512, "multimodal-embedding-v1": None}
+
+
+def _model_client(fake, model: str, **kw) -> QwenEncoder:
+    """A client of one DashScope model at a dimension it offers, the fake answering in that size."""
+    dimension = MODEL_DIMS.get(model, DIM)
+    fake.state.dim = dimension or 1024
+    return QwenEncoder(
+        model,
+        "sk-test",
+        dimension=dimension,
+        base_url=fake.base_url,
+        backoff_base=0.01,
+        requests_per_minute=100_000,
+        max_retries=1,
+        **kw,
+    )
+
+
+@pytest.mark.parametrize(
+    ("model", "fused_contents", "parameters"),
+    [
+        ("tongyi-embedding-vision-plus", [["multi_images"]], {}),
+        ("tongyi-embedding-vision-flash", [["multi_images"]], {}),
+        ("qwen3-vl-embedding", [["image"]] * 8, {"enable_fusion": True}),
+        ("qwen2.5-vl-embedding", [["image"]] * 8, {}),
+    ],
+)
+def test_each_model_fuses_the_views_its_own_way(fake, model, fused_contents, parameters):
+    client = _model_client(fake, model)
+    vectors = client.encode_asset_views([_views(8)])
+    assert vectors.shape == (1, client.info.dim) and client.info.fused_views
+    [request] = fake.state.requests  # one request, one fused vector (the fake refuses what its model would)
+    assert request["model"] == model
+    assert [list(item) for item in request["input"]["contents"]] == fused_contents
+    assert {k: v for k, v in request["parameters"].items() if k != "dimension"} == parameters
+
+
+def test_a_model_that_cannot_fuse_gets_the_mean_of_its_views(fake):
+    client = _model_client(fake, "multimodal-embedding-v1")
+    assert not client.info.fused_views and "mean" in client.info.description
+    vector = client.encode_asset_views([_views(3)])
+    singles = client.encode_images(_views(3))
+    expected = singles.mean(axis=0) / np.linalg.norm(singles.mean(axis=0))
+    np.testing.assert_allclose(vector[0], expected, rtol=1e-5)
+    assert all(len(r["input"]["contents"]) == 1 for r in fake.state.requests)  # one item per request
+
+
+def test_queries_carry_an_instruction_where_the_model_takes_one(fake):
+    qwen3 = _model_client(fake, "qwen3-vl-embedding")
+    qwen3.encode_texts(["a chair to sit on"], "en", role="query")
+    qwen3.encode_texts(["a red chair"], "en", role="document")
+    query, document = fake.state.requests
+    assert "instruct" in query["parameters"] and "instruct" not in document["parameters"]
+    fake.state.requests.clear()
+    fake.state.dim = DIM
+    _client(fake).encode_texts(["a chair"], "en", role="query")  # tongyi: no instruct parameter
+    assert "instruct" not in fake.state.requests[0]["parameters"]
+
+
+def test_a_fused_only_model_embeds_one_text_per_request(fake):
+    client = _model_client(fake, "qwen2.5-vl-embedding")
+    vectors = client.encode_texts(["a red chair", "a blue car", "一棵树"], "zh")
+    assert vectors.shape == (3, 512) and len(fake.state.requests) == 3
+    assert not np.allclose(vectors[0], vectors[1])
+
+
+@pytest.mark.parametrize(
+    ("model", "dimension"),
+    [("tongyi-embedding-vision-plus", 768), ("qwen3-vl-embedding", 1152), ("qwen2.5-vl-embedding", 256)],
+)
+def test_a_wrong_dimension_is_refused_before_any_request(fake, model, dimension):
+    from assetlib.config import ConfigError, load_settings
+    from assetlib.encoders.base import EncoderUnavailable
+
+    with pytest.raises(EncoderUnavailable, match="not " + str(dimension)):
+        QwenEncoder(model, "sk-test", dimension=dimension, base_url=fake.base_url)
+    with pytest.raises(ConfigError, match="QWEN_DIMENSION"):
+        load_settings(environ={"QWEN_MODEL": model, "QWEN_DIMENSION": str(dimension)})
+    assert fake.state.requests == []
+
+
+def test_an_oversized_view_is_re_encoded_under_the_models_limit(fake):
+    from assetlib.model_specs import QWEN_MODELS
+
+    noise = Image.fromarray(np.random.default_rng(0).integers(0, 256, (1400, 1400, 3), dtype=np.uint8))
+    limit = QWEN_MODELS["tongyi-embedding-vision-plus"].max_image_bytes
+    client = _client(fake)
+    client.encode_images([noise])
+    sent = fake.state.requests[0]["input"]["contents"][0]["image"]
+    assert len(sent) <= limit and sent.startswith("data:image/jpeg;base64,")  # the PNG was ~5.9 MB
+    from assetlib.encoders.dashscope_inputs import to_data_uri
+
+    assert len(to_data_uri(noise)) > limit  # without the limit it would not have fitted
+
+
+@pytest.mark.parametrize("model", ["tongyi-embedding-vision-plus", "qwen3-vl-embedding"])
+def test_nothing_a_user_types_is_uploaded_under_any_key(fake, tmp_path, monkeypatch, model):
+    """Through the SDK's own upload trigger: ~ paths, file:// and oss:// URLs, relative and absolute paths."""
+    home = tmp_path / "home"
+    (home / "notes.txt").parent.mkdir(parents=True)
+    (home / "notes.txt").write_text("private")
+    (tmp_path / "cwd").mkdir()
+    (tmp_path / "cwd" / "draft.png").write_bytes(b"not really")
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(tmp_path / "cwd")
+    queries = [
+        "~/notes.txt",
+        f"file://{home}/notes.txt",
+        "file:///no/such/file",
+        "FILE://~/notes.txt",
+        "oss://bucket/object",
+        "draft.png",
+        str(home / "notes.txt"),
+    ]
+    client = _model_client(fake, model)
+    client.encode_texts(queries, "en", role="query")
+    sent = [c["text"] for r in fake.state.requests for c in r["input"]["contents"]]
+    assert [s.strip() for s in sent] == queries  # every query went, as text
+    assert fake.state.uploads == []  # and the fake's upload endpoint saw nothing
+    assert not any(h.get("X-DashScope-OssResourceResolve") for h in fake.state.headers)

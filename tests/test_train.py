@@ -74,7 +74,7 @@ def test_validation_assets_are_never_trained_on(trained, assets):
 def test_batches_never_hold_two_assets_of_one_caption_group(assets):
     import torch
 
-    def pixels(images, return_tensors):  # the batching logic needs shapes, not a real processor
+    def pixels(images):  # the batching logic needs shapes, not a real processor
         return {"pixel_values": torch.zeros(len(images), 3, 4, 4)}
 
     def tokens(texts):
@@ -129,7 +129,7 @@ def test_short_attribute_phrases_are_trained_on_when_asked(assets):
 
     data = encode_assets(
         assets,
-        lambda images, return_tensors: {"pixel_values": torch.zeros(len(images), 3, 4, 4)},
+        lambda images: {"pixel_values": torch.zeros(len(images), 3, 4, 4)},
         lambda texts: {"input_ids": torch.zeros(len(texts), 4, dtype=torch.long)},
     )
     assert data.has_caption["en_short"].all() and data.has_caption["zh_short"].all()

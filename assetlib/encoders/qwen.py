@@ -1,18 +1,19 @@
-"""Qwen multimodal embeddings through DashScope: one fused vector per asset from up to 8 views, text en/zh.
+"""Qwen multimodal embeddings through DashScope: one fused vector per asset from its views, text en/zh.
 
-The dashscope SDK returns errors in `status_code` instead of raising and does not retry; this
-module turns non-200 answers into typed exceptions, retries only 429 and 5xx (and time-outs,
-malformed bodies) with jittered exponential backoff under a client-side rate limiter, logs every
-request id, and never returns a zero vector. Images travel as data URIs (or configured public
-URLs): local paths handed to the SDK would be uploaded to Alibaba storage behind the user's back.
+Each DashScope model fuses views its own way (`model_specs.QWEN_MODELS`): one `multi_images` item
+(tongyi-embedding-vision-*), `enable_fusion` over image items (qwen3-vl-embedding), every request
+fused (qwen2.5-vl-embedding), or not at all (multimodal-embedding-v1: the asset vector is the mean
+of per-view vectors). The dashscope SDK returns errors in `status_code` instead of raising and does
+not retry; this module turns non-200 answers into typed exceptions, retries only 429 and 5xx (and
+time-outs, malformed bodies) with jittered exponential backoff under a client-side rate limiter,
+logs every request id, and never returns a zero vector. Images travel as data URIs under the
+model's byte limit (or configured public URLs); nothing a user types is taken for a file
+(`dashscope_inputs`).
 """
 
 from __future__ import annotations
 
-import base64
-import io
 import logging
-import os
 import random
 import threading
 import time
@@ -21,27 +22,26 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
 
 from assetlib.encoders.base import (
     EncoderError,
     EncoderInfo,
+    EncoderUnavailable,
     ImageInput,
     TextRole,
     check_texts,
     l2_normalize,
+    mean_of_views,
 )
-from assetlib.media.images import as_rgb, to_rgb_on_white
+from assetlib.encoders.dashscope_inputs import check_reference, defuse_text, names_a_local_file, to_data_uri
+from assetlib.media.images import as_rgb
+from assetlib.model_specs import QwenModelSpec, qwen_model_spec
 
 log = logging.getLogger(__name__)
 
-MAX_MULTI_IMAGES = 8  # the tongyi-embedding-vision models fuse at most 8 images in one item
-ITEMS_PER_REQUEST = 8  # texts or single images per request (each gets its own vector)
-KNOWN_DIMS = {
-    "tongyi-embedding-vision-plus": 1152,
-    "tongyi-embedding-vision-flash": 768,
-    "multimodal-embedding-v1": 1024,
-}
+# What a search query asks for, on models that take an instruction (qwen3-vl-embedding): captions
+# and views are embedded without one, as documents.
+QUERY_INSTRUCTION = "Find 3D objects whose rendered views or descriptions match this query."
 
 
 class QwenError(EncoderError):
@@ -99,23 +99,6 @@ class RateLimiter:
             self._sleep(wait)
 
 
-def to_data_uri(image: Image.Image) -> str:
-    """PNG data URI of an RGB image (RGBA composited onto white first)."""
-    buffer = io.BytesIO()
-    to_rgb_on_white(image).save(buffer, format="PNG", optimize=False)
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
-
-
-def _safe_text(text: str) -> str:
-    # The SDK uploads any value that is a file:// URL or an existing local path, even under "text".
-    if text.startswith(("file://", "oss://")) or os.path.exists(text):
-        log.warning(
-            "query text %r names a local file; sent with a trailing space so it is not uploaded", text
-        )
-        return text + " "
-    return text
-
-
 def spread(items: list[ImageInput], count: int) -> list[ImageInput]:
     """`count` items taken evenly from a list (all of them when it has no more)."""
     if len(items) <= count:
@@ -124,7 +107,7 @@ def spread(items: list[ImageInput], count: int) -> list[ImageInput]:
 
 
 class QwenEncoder:
-    """DashScope multimodal embeddings (tongyi-embedding-vision-*): text, single images, fused views."""
+    """DashScope multimodal embeddings: texts, single images and assets' views, as each model allows."""
 
     def __init__(
         self,
@@ -139,16 +122,21 @@ class QwenEncoder:
         timeout: float = 60.0,
         image_url_base: str | None = None,
         image_root: Path | None = None,
-        num_images: int = MAX_MULTI_IMAGES,
+        num_images: int | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         import dashscope
 
         if not api_key:
             raise EncoderError("DASHSCOPE_API_KEY is not set")
-        if base_url:
-            dashscope.base_http_api_url = base_url.rstrip("/")
+        try:
+            self.spec: QwenModelSpec = qwen_model_spec(model)
+            dim = self.spec.check_dimension(dimension)
+        except ValueError as exc:
+            raise EncoderUnavailable(f"qwen: {exc}") from None
         self._sdk = dashscope
+        # Per encoder, never process-wide: two encoders may talk to two endpoints.
+        self.base_url = base_url.rstrip("/") if base_url else None
         # The SDK logs every failed request with a traceback; our retry log already says what happened.
         logging.getLogger("dashscope").setLevel(logging.CRITICAL)
         self.model, self.api_key, self.dimension = model, api_key, dimension
@@ -156,14 +144,13 @@ class QwenEncoder:
         self.timeout = timeout
         self.image_url_base = image_url_base
         self.image_root = image_root.expanduser().resolve() if image_root is not None else None
-        if not 1 <= num_images <= MAX_MULTI_IMAGES:
-            raise EncoderError(f"QWEN_NUM_IMAGES must be 1 to {MAX_MULTI_IMAGES}, got {num_images}")
-        self.num_images = num_images
+        self.num_images = min(num_images or self.spec.max_fused_images, self.spec.max_fused_images)
+        if self.spec.fusion == "multi_images" and not 1 <= self.num_images <= self.spec.max_fused_images:
+            raise EncoderError(f"QWEN_NUM_IMAGES must be 1 to {self.spec.max_fused_images} for {model}")
         self.limiter = RateLimiter(requests_per_minute, sleep=sleep)
         self._sleep = sleep
-        dim = dimension or KNOWN_DIMS.get(model)
-        if dim is None:
-            raise EncoderError(f"the output dimension of {model} is not known: set QWEN_DIMENSION")
+        fused = self.spec.fusion != "none"
+        views = f"/{self.num_images}views" if fused and self.num_images != self.spec.max_fused_images else ""
         self.info = EncoderInfo(
             name=f"qwen:{model}" + (f"@{dimension}" if dimension else ""),
             algorithm="qwen",
@@ -171,19 +158,24 @@ class QwenEncoder:
             dim=dim,
             modalities=frozenset({"text", "image"}),
             languages=("en", "zh"),
-            fused_views=True,
-            description="Qwen multimodal embeddings through DashScope",
+            fused_views=fused,
+            description=f"Qwen {model} through DashScope: {self.spec.note}",
             # Fewer views per fused request give other asset vectors under the same name.
-            version=f"{model}@{dim}" + (f"/{num_images}views" if num_images != MAX_MULTI_IMAGES else ""),
+            version=f"{model}@{dim}{views}",
         )
         self.requests = 0
         self.retries = 0
 
     # -- requests ---------------------------------------------------------------------------------
-    def _once(self, contents: list[dict]) -> np.ndarray:
+    def _once(self, contents: list[dict], expected: int, parameters: dict[str, Any]) -> np.ndarray:
+        self._check_nothing_is_a_file(contents)
         self.limiter.acquire()
         self.requests += 1
-        kwargs: dict[str, Any] = {"dimension": self.dimension} if self.dimension else {}
+        kwargs: dict[str, Any] = dict(parameters)
+        if self.dimension:
+            kwargs["dimension"] = self.dimension
+        if self.base_url:
+            kwargs["base_address"] = self.base_url
         try:
             response = self._sdk.MultiModalEmbedding.call(
                 model=self.model, input=contents, api_key=self.api_key, request_timeout=self.timeout, **kwargs
@@ -204,15 +196,15 @@ class QwenEncoder:
             )
             raise cls(message, status, code, request_id)
         try:
-            embeddings = sorted(response.output["embeddings"], key=lambda e: e["index"])
+            embeddings = sorted(response.output["embeddings"], key=lambda e: e.get("index", 0))
             vectors = [e["embedding"] for e in embeddings]
         except (TypeError, KeyError, AttributeError) as exc:
             raise QwenServerError(f"malformed response: {exc!r}", status, None, request_id) from exc
-        if len(vectors) != len(contents) or any(len(v) != self.info.dim for v in vectors):
+        if len(vectors) != expected or any(len(v) != self.info.dim for v in vectors):
             got = sorted({len(v) for v in vectors})
             raise QwenServerError(
-                f"malformed response: {len(vectors)} embeddings of {got} dims for {len(contents)} items "
-                f"of {self.info.dim} dims",
+                f"malformed response: {len(vectors)} embeddings of {got} dims where {expected} of "
+                f"{self.info.dim} dims were due",
                 status,
                 None,
                 request_id,
@@ -223,10 +215,21 @@ class QwenEncoder:
         except EncoderError as exc:  # a zero or NaN vector from the provider is a server fault
             raise QwenServerError(str(exc), status, None, request_id) from exc
 
-    def _call(self, contents: list[dict]) -> np.ndarray:
+    @staticmethod
+    def _check_nothing_is_a_file(contents: list[dict]) -> None:
+        # The last guard before the SDK: every string it could upload was defused or refused before.
+        for item in contents:
+            for value in item.values():
+                for string in value if isinstance(value, list) else [value]:
+                    if isinstance(string, str) and names_a_local_file(string):
+                        raise EncoderError("refusing to send a value the SDK would upload as a local file")
+
+    def _call(
+        self, contents: list[dict], expected: int, parameters: dict[str, Any] | None = None
+    ) -> np.ndarray:
         for attempt in range(self.max_retries + 1):
             try:
-                return self._once(contents)
+                return self._once(contents, expected, parameters or {})
             except QwenRequestError:
                 raise  # the request itself is wrong: retrying cannot help
             except (QwenThrottled, QwenServerError) as exc:
@@ -238,42 +241,58 @@ class QwenEncoder:
                 self._sleep(delay)
         raise AssertionError("unreachable")
 
+    @property
+    def _independent_items(self) -> int:
+        """Items one request may carry when each is to get its own vector."""
+        return 1 if self.spec.fusion == "always" else self.spec.max_items
+
+    def _each(self, items: list[dict], parameters: dict[str, Any] | None = None) -> np.ndarray:
+        """One vector per item, as many items per request as the model embeds separately."""
+        step = self._independent_items
+        parts = [
+            self._call(items[i : i + step], len(items[i : i + step]), parameters)
+            for i in range(0, len(items), step)
+        ]
+        return np.concatenate(parts) if parts else np.zeros((0, self.info.dim), np.float32)
+
     # -- inputs -----------------------------------------------------------------------------------
     def image_ref(self, image: ImageInput) -> str:
-        """A public URL (QWEN_IMAGE_URL_BASE, for a file under QWEN_IMAGE_ROOT) or a PNG data URI."""
+        """A public URL (QWEN_IMAGE_URL_BASE, for a file under QWEN_IMAGE_ROOT) or a data URI that fits."""
         if isinstance(image, Path) and self.image_url_base and self.image_root:
             path = image.expanduser().resolve()
             if path.is_relative_to(self.image_root):
-                return f"{self.image_url_base.rstrip('/')}/{path.relative_to(self.image_root).as_posix()}"
-        return to_data_uri(as_rgb(image))
+                url = f"{self.image_url_base.rstrip('/')}/{path.relative_to(self.image_root).as_posix()}"
+                return check_reference(url)
+        return check_reference(to_data_uri(as_rgb(image), self.spec.max_image_bytes))
 
     def encode_texts(
         self, texts: Sequence[str], language: str = "en", role: TextRole = "document"
     ) -> np.ndarray:
-        """Text vectors in the same space as the image vectors (English and Chinese alike)."""
+        """Text vectors in the same space as the image vectors (English and Chinese alike); queries
+        carry QUERY_INSTRUCTION where the model takes one."""
         check_texts(texts, language, self.info)
-        parts = [
-            self._call([{"text": _safe_text(t)} for t in texts[i : i + ITEMS_PER_REQUEST]])
-            for i in range(0, len(texts), ITEMS_PER_REQUEST)
-        ]
-        return np.concatenate(parts) if parts else np.zeros((0, self.info.dim), np.float32)
+        parameters = {"instruct": QUERY_INSTRUCTION} if role == "query" and self.spec.instruct else None
+        return self._each([{"text": defuse_text(t)} for t in texts], parameters)
 
     def encode_images(self, images: Sequence[ImageInput]) -> np.ndarray:
         """One vector per image."""
-        refs = [self.image_ref(im) for im in images]
-        parts = [
-            self._call([{"image": r} for r in refs[i : i + ITEMS_PER_REQUEST]])
-            for i in range(0, len(refs), ITEMS_PER_REQUEST)
-        ]
-        return np.concatenate(parts) if parts else np.zeros((0, self.info.dim), np.float32)
+        return self._each([{"image": self.image_ref(im)} for im in images])
 
     def encode_asset_views(self, views: Sequence[Sequence[ImageInput]]) -> np.ndarray:
-        """One fused vector per asset: a single {"multi_images": [...]} item of QWEN_NUM_IMAGES views,
-        spread evenly over the asset's views when it has more."""
+        """One vector per asset from QWEN_NUM_IMAGES of its views (spread evenly when it has more),
+        fused the way the model fuses; for a model that cannot fuse, the mean of per-view vectors."""
+        if any(not v for v in views):
+            raise EncoderError("an asset with no views cannot be embedded")
+        if self.spec.fusion == "none":
+            flat = [im for asset in views for im in asset]
+            return mean_of_views(self.encode_images(flat), [len(v) for v in views])
         out = []
         for asset_views in views:
-            if not asset_views:
-                raise EncoderError("an asset with no views cannot be embedded")
             refs = [self.image_ref(v) for v in spread(list(asset_views), self.num_images)]
-            out.append(self._call([{"multi_images": refs}]))
+            if self.spec.fusion == "multi_images":
+                out.append(self._call([{"multi_images": refs}], 1))
+            elif self.spec.fusion == "enable_fusion":
+                out.append(self._call([{"image": r} for r in refs], 1, {"enable_fusion": True}))
+            else:  # "always": the model fuses whatever one request holds
+                out.append(self._call([{"image": r} for r in refs], 1))
         return np.concatenate(out) if out else np.zeros((0, self.info.dim), np.float32)

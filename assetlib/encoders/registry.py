@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import logging
 import threading
 from collections.abc import Callable
@@ -56,27 +57,55 @@ class AlgorithmSpec:
 
 # -- SigLIP ------------------------------------------------------------------------------------------
 def _siglip_weights_reason(model: str, settings: Settings) -> str | None:
-    path = Path(model).expanduser()
-    if path.is_dir():
-        return None if (path / "config.json").exists() else f"{path} has no config.json"
-    if path.is_absolute() or model.startswith("."):
-        return f"model directory {path} does not exist"
-    try:
-        from huggingface_hub import try_to_load_from_cache
+    """None when the weights are here (a directory, or cached), or may be downloaded; else why not."""
+    from assetlib.encoders import hub
 
-        cached = try_to_load_from_cache(model, "config.json")
-    except Exception as exc:  # an invalid repo id, for one
-        return f"{model!r} is neither a local directory nor a valid hub id ({exc})"
-    if isinstance(cached, str):
-        return None
-    return f"weights for {model} are not in the local Hugging Face cache and this machine has no hub access"
+    if hub.is_local(model):
+        path = Path(model).expanduser()
+        if not path.exists():
+            return f"model directory {path} does not exist"
+        return None if (path / "config.json").exists() else f"{path} has no config.json"
+    try:
+        cached = hub.cached_snapshot(model)
+    except EncoderUnavailable as exc:
+        return str(exc)
+    if cached is None and hub.hub_offline():
+        return f"weights for {model} are not in the Hugging Face cache (HF_HUB_OFFLINE is set): " + (
+            hub.fetch_instructions(model)
+        )
+    return None
+
+
+def _siglip_usable_reason(model: str) -> str:
+    from assetlib.encoders import hub
+
+    if hub.is_local(model) or hub.cached_snapshot(model) is not None:
+        return "weights found"
+    return f"not downloaded yet: downloads on first use (`assetlib models fetch {model}` does it now)"
 
 
 def _siglip_describe(model: str, settings: Settings) -> tuple[int | None, tuple[str, ...], str]:
-    from assetlib.encoders.siglip import read_sidecar
+    from assetlib.encoders import hub
+    from assetlib.encoders.siglip import KIND_TITLES, languages_of, read_sidecar, siglip_kind, text_settings
 
-    card = read_sidecar(model)
-    return None, tuple(card.get("languages", ())), card.get("description") or f"SigLIP weights {model}"
+    config = hub.describe_cached(model) if _siglip_weights_reason(model, settings) is None else None
+    if config is None:
+        return None, (), f"SigLIP weights {model} (not downloaded yet)"
+    folder = Path(model).expanduser() if hub.is_local(model) else hub.cached_snapshot(model)
+    card = read_sidecar(folder) if folder else {}
+    tokenizer = _tokenizer_class(folder) if folder else ""
+    kind = siglip_kind(config, tokenizer)
+    dim, _ = text_settings(config)
+    vocab = int(config.get("text_config", {}).get("vocab_size") or 0)
+    note = card.get("description") or f"{KIND_TITLES[kind]}: {model}"
+    return dim, languages_of(kind, vocab, card), note
+
+
+def _tokenizer_class(folder: Path) -> str:
+    try:
+        return str(json.loads((folder / "tokenizer_config.json").read_text()).get("tokenizer_class") or "")
+    except (OSError, ValueError):
+        return ""
 
 
 def _siglip_load(model: str, settings: Settings) -> Encoder:
@@ -85,7 +114,9 @@ def _siglip_load(model: str, settings: Settings) -> Encoder:
         raise EncoderUnavailable(f"siglip: {reason}")
     from assetlib.encoders.siglip import SiglipEncoder
 
-    return SiglipEncoder(model, batch_size=settings.embedding_batch_size)
+    return SiglipEncoder(
+        model, batch_size=settings.embedding_batch_size, max_num_patches=settings.siglip_max_num_patches
+    )
 
 
 # -- Qwen (DashScope) ----------------------------------------------------------------------------
@@ -94,10 +125,19 @@ def _qwen_unusable(model: str, settings: Settings) -> str | None:
 
 
 def _qwen_describe(model: str, settings: Settings) -> tuple[int | None, tuple[str, ...], str]:
-    from assetlib.encoders.qwen import KNOWN_DIMS
+    from assetlib.model_specs import qwen_model_spec
 
-    dim = settings.qwen_dimension or KNOWN_DIMS.get(model)
-    return dim, (Language.EN, Language.ZH), f"Qwen multimodal embeddings ({model}) through DashScope"
+    spec = qwen_model_spec(model)  # Settings refuse unknown models, so this one is in the table
+    dim = spec.check_dimension(settings.qwen_dimension)
+    views = min(settings.qwen_num_images, spec.max_fused_images)
+    fusion = {
+        "multi_images": f"{views} views fused in one multi_images item",
+        "enable_fusion": f"{views} views fused with enable_fusion",
+        "always": f"{views} views fused (the model fuses every request)",
+        "none": "no fusion on this model: an asset is the mean of its per-view vectors",
+    }[spec.fusion]
+    instruct = "; queries carry an instruction" if spec.instruct else ""
+    return dim, (Language.EN, Language.ZH), f"Qwen {model} through DashScope: {fusion}{instruct}"
 
 
 def _qwen_load(model: str, settings: Settings) -> Encoder:
@@ -145,7 +185,7 @@ SPECS: dict[Algorithm, AlgorithmSpec] = {
             _siglip_weights_reason,
             _siglip_describe,
             _siglip_load,
-            lambda s: "weights found",
+            lambda s: _siglip_usable_reason(s.siglip_model),
         ),
         AlgorithmSpec(
             Algorithm.QWEN,

@@ -145,6 +145,32 @@ def cmd_encoders(args: argparse.Namespace) -> int:
         state = "usable" if a.usable else "NOT USABLE"
         details = f"{a.dim or '?'}-d, {'+'.join(a.modalities) or '?'}, {'/'.join(a.languages) or '?'}"
         print(f"{a.algorithm:<7} {a.model:<40} {state:<11} {details:<28} {a.reason}")
+        if a.note:
+            print(f"{'':<7} {a.note}")
+    if args.dashscope_models:
+        from assetlib.model_specs import QWEN_MODELS
+
+        print("\nDashScope models (QWEN_MODEL; QWEN_DIMENSION one of the dimensions):")
+        for spec in QWEN_MODELS.values():
+            dims = ", ".join(map(str, spec.dims))
+            print(
+                f"  {spec.name:<30} {spec.default_dim:>5}-d (of {dims}); fusion: {spec.fusion}, "
+                f"{spec.max_fused_images} images per fused vector, {spec.max_items} items per request, "
+                f"images ≤ {spec.max_image_bytes // 2**20} MB{', instruct' if spec.instruct else ''}; "
+                f"{spec.note}"
+            )
+    return 0
+
+
+def cmd_models_fetch(args: argparse.Namespace) -> int:
+    """Download a model's files from the Hugging Face Hub into the local cache (only what it needs)."""
+    from assetlib.encoders import hub
+
+    cached = None if args.refresh else hub.cached_snapshot(args.model)
+    folder = cached or hub.download(args.model)
+    size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+    print(f"{args.model}: {'already cached' if cached else 'downloaded'} at {folder}")
+    print(f"revision {folder.name}, {len(list(folder.iterdir()))} files, {size / 2**20:.1f} MB")
     return 0
 
 
@@ -346,7 +372,15 @@ def build_parser() -> argparse.ArgumentParser:
     drop = add(db_sub, "drop-encoder", cmd_db_drop_encoder)
     drop.add_argument("encoder", help="encoder name as stored, e.g. siglip:demo-v1")
 
-    add(sub, "encoders", cmd_encoders)
+    encoders = add(sub, "encoders", cmd_encoders)
+    encoders.add_argument(
+        "--dashscope-models", action="store_true", help="also list every DashScope model with its limits"
+    )
+    models = sub.add_parser("models", help="model weights: fetch from the Hugging Face Hub")
+    models_sub = models.add_subparsers(dest="models_command", metavar="MODELS_COMMAND", required=True)
+    fetch = add(models_sub, "fetch", cmd_models_fetch)
+    fetch.add_argument("model", help="hub id, e.g. google/siglip2-so400m-patch14-384")
+    fetch.add_argument("--refresh", action="store_true", help="download again even when it is cached")
     embed = add(sub, "embed", cmd_embed)
     embed.add_argument(
         "--algorithm",

@@ -6,7 +6,7 @@ import logging
 import random
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
@@ -51,7 +51,7 @@ class EncodedAssets:
     """Preprocessed tensors of a set of assets: pixel values per view and token ids per caption."""
 
     assets: list[Asset]
-    pixels: Tensor  # (n_views_total, 3, H, W)
+    pixels: dict[str, Tensor]  # image-processor outputs, one row per view (pixel_values, …)
     view_owner: np.ndarray  # asset index of each view row
     # language → tokenizer output for every asset (rows aligned with assets)
     tokens: dict[str, dict[str, Tensor]]
@@ -60,11 +60,16 @@ class EncodedAssets:
 
 def encode_assets(
     assets: Sequence[Asset],
-    image_processor: Callable[..., Any],
+    preprocess: Callable[[Sequence[Image.Image]], Mapping[str, Tensor]],
     tokenize: Callable[[Sequence[str]], Mapping[str, Tensor]],
     languages: Sequence[str] = ("en", "zh"),
 ) -> EncodedAssets:
-    """Decode every view once with the model's own image processor and tokenise every caption."""
+    """Decode every view once and preprocess it, and tokenise every caption, as the encoder serves them.
+
+    `preprocess` and `tokenize` are the encoder's own (`SiglipEncoder.preprocess`, `.tokenize`), so
+    training sees exactly what serving sends: every image-processor output (NaFlex's patch mask and
+    spatial shapes too) and Google's text convention.
+    """
     import torch
 
     images: list[Image.Image] = []
@@ -81,16 +86,8 @@ def encode_assets(
             owners.extend([len(kept)] * len(views))
             images.extend(views)
             kept.append(asset)
-    pixels = (
-        torch.cat(
-            [
-                image_processor(images=images[i : i + 256], return_tensors="pt")["pixel_values"]
-                for i in range(0, len(images), 256)
-            ]
-        )
-        if images
-        else torch.zeros(0)
-    )
+    chunks = [preprocess(images[i : i + 256]) for i in range(0, len(images), 256)]
+    pixels = {key: torch.cat([c[key] for c in chunks]) for key in chunks[0]} if chunks else {}
     tokens: dict[str, dict[str, Tensor]] = {}
     has: dict[str, np.ndarray] = {}
     for language in languages:

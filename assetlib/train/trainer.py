@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from assetlib.encoders.siglip import TEXT_CONVENTION
 from assetlib.library.asset import Asset
 from assetlib.train.data import EncodedAssets, GroupBatches, encode_assets, group_key, split_by_asset
 from assetlib.train.init_model import SiglipSize, init_siglip, train_tokenizer
@@ -39,6 +40,8 @@ class TrainConfig:
     """Everything that defines a training run (saved with the checkpoint and the model)."""
 
     name: str = "demo"
+    # How texts reach the model (SiglipEncoder.tokenize); a model trained another way must be retrained.
+    text_convention: str = TEXT_CONVENTION
     init: str | None = None  # hub id or directory to fine-tune; None = from scratch
     size: SiglipSize = field(default_factory=SiglipSize)
     languages: tuple[str, ...] = ("en", "zh")
@@ -79,7 +82,9 @@ def _sigmoid_loss(text: Tensor, image: Tensor, scale: Tensor, bias: Tensor) -> T
     return -F.logsigmoid(labels * logits).sum() / len(text)
 
 
-def _features(model: SiglipModel, pixels: Tensor, tokens: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
+def _features(
+    model: SiglipModel, pixels: dict[str, Tensor], tokens: dict[str, Tensor]
+) -> tuple[Tensor, Tensor]:
     return _image_only(model, pixels), _text_only(model, tokens)
 
 
@@ -134,8 +139,8 @@ def train_siglip(
     start = str(work / "init") if resuming_scratch else _prepare_model(cfg, train_assets, work)
     base = SiglipEncoder(start, device=cfg.device)  # the serving code loads and preprocesses
     model, device = base.model.float().train(), base.device
-    train_data = encode_assets(train_assets, base.image_processor, base.tokenize, cfg.languages)
-    val_data = encode_assets(val_assets, base.image_processor, base.tokenize, cfg.languages)
+    train_data = encode_assets(train_assets, base.preprocess, base.tokenize, cfg.languages)
+    val_data = encode_assets(val_assets, base.preprocess, base.tokenize, cfg.languages)
     log.info(
         "training on %d assets (%d views), validating on %d held-out assets",
         len(train_data.assets),
@@ -190,7 +195,7 @@ def train_siglip(
 
     while step < cfg.max_steps and seconds() < cfg.max_seconds:
         views, owners, languages = next(batch_iter)
-        pixels = train_data.pixels[views].to(device)
+        pixels = {key: value[views].to(device) for key, value in train_data.pixels.items()}
         tokens = {}
         for key in train_data.tokens[cfg.languages[0]]:
             rows = [train_data.tokens[lang][key][a] for a, lang in zip(owners, languages, strict=True)]
@@ -249,8 +254,10 @@ def _validate(model: SiglipModel, data: EncodedAssets, device: str, cfg: TrainCo
     was_training = model.training
     model.eval()
     with torch.inference_mode():
+        rows = len(data.view_owner)
         images = [
-            _image_only(model, data.pixels[i : i + 256].to(device)) for i in range(0, len(data.pixels), 256)
+            _image_only(model, {k: v[i : i + 256].to(device) for k, v in data.pixels.items()})
+            for i in range(0, rows, 256)
         ]
         view_vectors = torch.cat(images).cpu().numpy()
         texts = {}
@@ -262,10 +269,10 @@ def _validate(model: SiglipModel, data: EncodedAssets, device: str, cfg: TrainCo
     return retrieval_recall(view_vectors, data.view_owner, texts, data.has_caption, groups)
 
 
-def _image_only(model: SiglipModel, pixels: Tensor) -> Tensor:
+def _image_only(model: SiglipModel, pixels: dict[str, Tensor]) -> Tensor:
     import torch.nn.functional as F
 
-    return F.normalize(model.get_image_features(pixel_values=pixels).pooler_output.float(), dim=-1)
+    return F.normalize(model.get_image_features(**pixels).pooler_output.float(), dim=-1)
 
 
 def _text_only(model: SiglipModel, tokens: dict[str, Tensor]) -> Tensor:
