@@ -57,8 +57,22 @@ class Settings(BaseModel):
     db_user: str = Field(default="postgres", min_length=1)
     db_password: SecretStr | None = None
     db_name: str = Field(default="assetlib", pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
-    db_pool_size: int = Field(default=4, ge=1, le=64)
+    db_pool_size: int = Field(
+        default=8, ge=1, le=64, description="connections per process (searches served at once)"
+    )
     db_connect_timeout: int = Field(default=10, ge=1, le=600, description="seconds")
+    db_pool_timeout: float = Field(
+        default=0.75,
+        gt=0,
+        le=60,
+        description="seconds a request waits for a pooled connection before answering 503",
+    )
+    db_outage_timeout: float = Field(
+        default=300.0,
+        gt=0,
+        le=86_400,
+        description="seconds a long job (load, evaluation) waits for a database that went away",
+    )
     dashscope_api_key: SecretStr | None = None
 
     max_assets: int | None = Field(default=None, ge=1, description="limit on assets read; unset = no limit")

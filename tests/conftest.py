@@ -83,7 +83,15 @@ def demo_world(assetlib_home: Path, tmp_path_factory: pytest.TempPathFactory, fa
     return DemoWorld(tmp, assets, settings, fake_dashscope)
 
 
-def embedded_library(tmp: Path, home: Path, fake_base_url: str, size: int, seed: int, prefix: str):
+def embedded_library(
+    tmp: Path,
+    home: Path,
+    fake_base_url: str,
+    size: int,
+    seed: int,
+    prefix: str,
+    algorithms: tuple[str, ...] = ("siglip", "e5", "qwen"),
+):
     """A small demo library embedded with a tiny SigLIP, e5 and Qwen (through a fake DashScope).
 
     Returns (assets, settings); the settings point at the session's embedded server and a fresh
@@ -114,7 +122,7 @@ def embedded_library(tmp: Path, home: Path, fake_base_url: str, size: int, seed:
         qwen_requests_per_minute=100_000,
     )
     with Database.open(settings) as db:
-        for algorithm in ("siglip", "e5", "qwen"):
+        for algorithm in algorithms:
             encoder = get_encoder(algorithm, settings)
             embed_assets(assets, encoder, tmp / "run", shard_size=12, progress=False)
             load_shards(db, tmp / "run", encoder.info.name, assets, progress=False)

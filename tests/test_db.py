@@ -104,13 +104,12 @@ def test_a_server_that_goes_away_gives_a_clear_error_and_comes_back():
         try:
             assert db.ping()
             assert stop_embedded(settings.pgdata)
-            assert not db.ping()
-            with pytest.raises(DatabaseUnavailable, match="PostgreSQL"), db.connection() as conn:
+            with pytest.raises(DatabaseUnavailable, match="PostgreSQL") as raised, db.connection() as conn:
                 conn.execute("SELECT 1")
-            # Opening again restarts the embedded server; the old pool recovers on its own.
-            again = Database.open(settings)
-            assert again.ping()
-            again.close()
+            assert raised.value.retry_after == 1
+            # The same Database (no reopen) starts the embedded server again and is back by itself.
+            assert db.supervisor.wait_until_up(10)
+            assert db.ping() and db.supervisor.outage is None
         finally:
             db.close()
             stop_embedded(settings.pgdata)

@@ -16,6 +16,7 @@ import statistics
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -111,6 +112,14 @@ def _search(
     return service.search_images([image], config.algorithm, config.mode, top_k=TOP_K, layout=config.layout)
 
 
+def _timed_search(
+    service: SearchService, config: Config, query: Query, images: dict[str, Image.Image]
+) -> tuple[SearchResult, float]:
+    started = time.perf_counter()
+    result = _search(service, config, query, images)
+    return result, (time.perf_counter() - started) * 1000
+
+
 def evaluate(
     service: SearchService,
     query_set: QuerySet,
@@ -139,9 +148,12 @@ def evaluate(
         groups: list[str] = []
         try:
             for q in selected:
-                started = time.perf_counter()
-                result = _search(service, config, q, images)
-                latencies.append((time.perf_counter() - started) * 1000)
+                # A database restart mid-evaluation is waited for and the query asked again; its
+                # latency is that of the attempt that answered.
+                result, ms = service.db.retry(
+                    partial(_timed_search, service, config, q, images), f"evaluate {config.label}"
+                )
+                latencies.append(ms)
                 rankings.append([h.asset_id for h in result.hits])
                 relevants.append(set(q.relevant))
                 groups.append(q.group.split("/")[0])

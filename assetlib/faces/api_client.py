@@ -16,11 +16,23 @@ DEFAULT_API_URL = "http://127.0.0.1:8000"
 
 
 class ApiError(RuntimeError):
-    """A failed API call, in words a user can act on; `status` is the HTTP status (None: no answer)."""
+    """A failed API call, in words a user can act on; `status` is the HTTP status (None: no answer).
 
-    def __init__(self, message: str, status: int | None = None) -> None:
+    `retry_after` (seconds) is set when the server said the failure is passing (503 + Retry-After:
+    its database is away and being recovered).
+    """
+
+    def __init__(self, message: str, status: int | None = None, retry_after: float | None = None) -> None:
         super().__init__(message)
         self.status = status
+        self.retry_after = retry_after
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    try:
+        return float(response.headers["Retry-After"])
+    except (KeyError, ValueError):
+        return None  # absent, or an HTTP date (the API sends seconds)
 
 
 def api_url_from_environment(explicit: str | None = None) -> str:
@@ -75,7 +87,7 @@ class ApiClient:
             1000 * (time.perf_counter() - started),
         )
         if response.status_code >= 400:
-            raise ApiError(_detail(response), response.status_code)
+            raise ApiError(_detail(response), response.status_code, _retry_after(response))
         return response
 
     def health(self) -> dict:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -17,7 +18,7 @@ from assetlib.config import Settings
 from assetlib.encoders.base import Encoder, EncoderUnavailable
 from assetlib.encoders.registry import availability, get_encoder
 from assetlib.search.fusion import FUSION_DEPTH, rrf_fuse
-from assetlib.store.db import Database
+from assetlib.store.db import ConnectionLost, Database
 from assetlib.store.indexes import ann_indexes
 from assetlib.store.knn import SearchTuning, StoreHit, knn, knn_pooled
 from assetlib.store.layout import LayoutError, reranks_by_view, serving_layout, target_kind
@@ -293,27 +294,18 @@ class SearchService:
         result.timings_ms["render_ms"] = round(render_ms, 2)
         return result
 
-    def _check_modalities(self, encoder: Encoder, modes: Sequence[Mode]) -> None:
-        needs_image = any(m is not Mode.TEXT_TO_TEXT for m in modes)
-        if needs_image and not encoder.info.embeds_images:
-            raise SearchError(f"{encoder.info.name} embeds text only: use mode text_to_text")
-
-    def _run(
+    def _rankings(
         self,
         encoder: Encoder,
-        algorithm: str,
-        mode: Mode,
         modes: Sequence[Mode],
         vector: np.ndarray,
         language: str | None,
-        k: int,
+        fetch: int,
         high_quality_only: bool,
-        encode_ms: float,
-        layout: ImageLayout | str | None = None,
-    ) -> SearchResult:
-        started = time.perf_counter()
+        layout: ImageLayout | str | None,
+    ) -> tuple[dict[str, list[StoreHit]], ImageLayout]:
+        """Each mode's ranking from the store, on one pooled connection, and the layout that served it."""
         rankings: dict[str, list[StoreHit]] = {}
-        fetch = k * FUSION_DEPTH if len(modes) > 1 else k  # fusion needs depth beyond the final k
         with self.db.connection() as conn:
             tables = self._tables(conn, encoder)
             chosen = self.layout_for(encoder, conn, tables, layout)
@@ -333,6 +325,40 @@ class SearchService:
                     rankings[store_mode.value] = knn(
                         conn, tables, kind, vector, fetch, None, high_quality_only, self.tuning
                     )
+        return rankings, chosen
+
+    def _check_modalities(self, encoder: Encoder, modes: Sequence[Mode]) -> None:
+        needs_image = any(m is not Mode.TEXT_TO_TEXT for m in modes)
+        if needs_image and not encoder.info.embeds_images:
+            raise SearchError(f"{encoder.info.name} embeds text only: use mode text_to_text")
+
+    def _run(
+        self,
+        encoder: Encoder,
+        algorithm: str,
+        mode: Mode,
+        modes: Sequence[Mode],
+        vector: np.ndarray,
+        language: str | None,
+        k: int,
+        high_quality_only: bool,
+        encode_ms: float,
+        layout: ImageLayout | str | None = None,
+    ) -> SearchResult:
+        started = time.perf_counter()
+        fetch = k * FUSION_DEPTH if len(modes) > 1 else k  # fusion needs depth beyond the final k
+        ask = functools.partial(
+            self._rankings, encoder, modes, vector, language, fetch, high_quality_only, layout
+        )
+        try:
+            rankings, chosen = ask()
+        except ConnectionLost:
+            # A connection that broke in use (its backend was terminated) while the server is fine:
+            # the search is read-only, ask once more on a fresh connection.
+            if self.db.supervisor.outage is not None:
+                raise
+            log.info("search: a pooled connection broke; asking again on another")
+            rankings, chosen = ask()
         db_ms = (time.perf_counter() - started) * 1000
         if len(modes) > 1:
             hits = [_hit(h, score, sources) for h, score, sources in rrf_fuse(rankings, k)]

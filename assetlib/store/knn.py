@@ -12,6 +12,7 @@ import psycopg
 from psycopg import sql
 
 from assetlib.config import Settings, setting_default
+from assetlib.store.db import session_tuning
 from assetlib.store.schema import EncoderTables
 from assetlib.vocab import VectorKind
 
@@ -170,7 +171,7 @@ def knn_pooled(
     if k < 1:
         raise ValueError(f"k must be at least 1, got {k}")
     params = {"q": _check_query(query, tables.dim), "k": k, "fetch": k * tuning.rerank_factor}
-    rows = _execute(conn, pooled_sql(tables, high_quality_only), tuning, params, high_quality_only)
+    rows = _execute(conn, pooled_sql(tables, high_quality_only), tuning, params)
     return _hits(rows)
 
 
@@ -181,21 +182,30 @@ def _hits(rows: list[tuple]) -> list[StoreHit]:
     ]
 
 
-def _apply_tuning(conn: psycopg.Connection, tuning: SearchTuning, fetch: int, filtered: bool) -> None:
-    # One statement (no parameters, so psycopg sends it as a simple query): every search pays this
-    # round trip, so the settings travel together rather than one SET each.
+def _session_serves(conn: psycopg.Connection, tuning: SearchTuning, fetch: int) -> bool:
+    """True when the connection's session settings already are what this search needs."""
+    session = session_tuning(conn)
+    return (
+        session is not None
+        and not tuning.exact
+        and session == (tuning.ef_search, tuning.probes)
+        and fetch <= tuning.ef_search
+    )
+
+
+def _apply_tuning(conn: psycopg.Connection, tuning: SearchTuning, fetch: int) -> None:
+    # One statement (no parameters, so psycopg sends it as a simple query), inside the search's
+    # transaction, so these values end with it.
     if tuning.exact:
         conn.execute("SET LOCAL enable_indexscan = off; SET LOCAL enable_bitmapscan = off")
         return
     ef = min(MAX_EF_SEARCH, max(tuning.ef_search, fetch))
-    settings = [f"SET LOCAL hnsw.ef_search = {int(ef)}", f"SET LOCAL ivfflat.probes = {int(tuning.probes)}"]
-    if filtered or fetch > ef:
-        # pgvector >= 0.8: keep scanning the index until LIMIT rows pass the filter.
-        settings += [
-            "SET LOCAL hnsw.iterative_scan = relaxed_order",
-            "SET LOCAL ivfflat.iterative_scan = relaxed_order",
-        ]
-    conn.execute("; ".join(settings))
+    # pgvector >= 0.8: keep scanning the index until LIMIT rows pass a filter or the fetch is met;
+    # relaxed order is safe, the statements sort their own final rows.
+    conn.execute(
+        f"SET LOCAL hnsw.ef_search = {int(ef)}; SET LOCAL ivfflat.probes = {int(tuning.probes)}; "
+        "SET LOCAL hnsw.iterative_scan = relaxed_order; SET LOCAL ivfflat.iterative_scan = relaxed_order"
+    )
 
 
 def _rows_per_asset(kind: VectorKind, language: str | None, tuning: SearchTuning) -> int:
@@ -208,14 +218,12 @@ def _rows_per_asset(kind: VectorKind, language: str | None, tuning: SearchTuning
 
 
 def _execute(
-    conn: psycopg.Connection,
-    statement: sql.Composed,
-    tuning: SearchTuning,
-    params: dict[str, Any],
-    filtered: bool,
+    conn: psycopg.Connection, statement: sql.Composed, tuning: SearchTuning, params: dict[str, Any]
 ) -> list[tuple]:
+    if _session_serves(conn, tuning, params["fetch"]):
+        return conn.execute(statement, params).fetchall()  # one round trip: the common case
     with conn.transaction():
-        _apply_tuning(conn, tuning, params["fetch"], filtered)
+        _apply_tuning(conn, tuning, params["fetch"])
         return conn.execute(statement, params).fetchall()
 
 
@@ -236,11 +244,10 @@ def knn(
     params: dict[str, Any] = {"q": _check_query(query, tables.dim), "k": k, "language": language}
     per_asset = _rows_per_asset(kind, language, tuning)
     statement = knn_sql(tables, kind, language, high_quality_only)
-    filtered = high_quality_only or language is not None
     started = time.perf_counter()
     while True:
         params["fetch"] = k * per_asset
-        rows = _execute(conn, statement, tuning, params, filtered)
+        rows = _execute(conn, statement, tuning, params)
         fetched = int(rows[0][-1]) if rows else 0
         # Too few distinct assets while the index still had rows to give: fetch more and regroup.
         if len(rows) >= k or fetched < params["fetch"] or per_asset >= 64 or tuning.exact:
@@ -277,5 +284,5 @@ def explain_knn(
         "fetch": k * _rows_per_asset(kind, language, tuning),
     }
     statement = sql.SQL("EXPLAIN (ANALYZE, COSTS OFF) ") + knn_sql(tables, kind, language, high_quality_only)
-    rows = _execute(conn, statement, tuning, params, high_quality_only or language is not None)
+    rows = _execute(conn, statement, tuning, params)
     return "\n".join(r[0] for r in rows)

@@ -1,7 +1,9 @@
 """Shards → store: the catalog once, every finished shard of each encoder, then the indexes its layout needs.
 
 Each batch (a catalog slice, one kind of vectors of one shard) is loaded in its own transaction
-and recorded with it, so a re-run is a no-op and a crash loses at most the batch in flight.
+and recorded with it, so a re-run is a no-op and a crash loses at most the batch in flight. A
+database that goes away mid-load (a crash, a restart) is waited for and the batch in flight is
+loaded again: nothing is lost or duplicated.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import psycopg
@@ -74,13 +77,14 @@ class StoreLoad:
         }
 
 
-def load_library_catalog(conn: psycopg.Connection, assets: Sequence[Asset]) -> CatalogLoad:
+def load_library_catalog(db: Database, assets: Sequence[Asset]) -> CatalogLoad:
     """Upsert every asset's catalog row in batches (unchanged batches are skipped)."""
     started = time.perf_counter()
     result = CatalogLoad(assets=len(assets))
     ordered = sorted(assets, key=lambda a: a.asset_id)
     for number, batch in chunked(ordered, CATALOG_BATCH):
-        loaded = load_catalog(conn, list(batch), f"catalog_{number:05d}")
+        key = f"catalog_{number:05d}"
+        loaded = db.run(partial(load_catalog, assets=list(batch), batch_key=key), f"catalog {key}")
         result.inserted += loaded.inserted
         result.updated += loaded.updated
         result.skipped_batches += loaded.skipped
@@ -96,7 +100,7 @@ def load_library_catalog(conn: psycopg.Connection, assets: Sequence[Asset]) -> C
 
 
 def load_encoder_shards(
-    conn: psycopg.Connection,
+    db: Database,
     shard_root: str | Path,
     encoder_name: str,
     storage: VectorStorage | str,
@@ -108,23 +112,29 @@ def load_encoder_shards(
     folder = encoder_dir(Path(shard_root), encoder_name)
     card = EncoderCard.read(folder)
     result = StoreLoad(encoder_name)
-    tables = ensure_encoder(
-        conn,
-        encoder_name,
-        card.dim,
-        storage=storage,
-        info={"fused_views": card.fused_views, "per_view": card.per_view, "languages": list(card.languages)},
+    info = {"fused_views": card.fused_views, "per_view": card.per_view, "languages": list(card.languages)}
+    tables = db.run(
+        lambda conn: ensure_encoder(conn, encoder_name, card.dim, storage=storage, info=info),
+        f"{encoder_name} tables",
     )
     for done in progress_bar(finished_shards(folder), desc=f"load {encoder_name}", disable=not progress):
         for part in read_shard(done):
-            loaded = load_vectors(
-                conn, tables, part.kind, part.asset_ids, part.vectors, part.batch_key, sub_keys=part.sub_keys
+            load = partial(
+                load_vectors,
+                tables=tables,
+                kind=part.kind,
+                asset_ids=part.asset_ids,
+                vectors=part.vectors,
+                batch_key=part.batch_key,
+                sub_keys=part.sub_keys,
             )
+            loaded = db.run(load, f"{encoder_name} {part.kind} {part.batch_key}")
             result.rows += loaded.rows
             result.inserted += loaded.inserted
             result.updated += loaded.updated
             result.skipped_batches += loaded.skipped
-    _index(conn, tables, index_params, result)
+    # An index build is one statement per table: a restart mid-build rolls it back, and it is redone.
+    db.run(lambda conn: _index(conn, tables, index_params, result), f"{encoder_name} indexes")
     result.seconds = time.perf_counter() - started
     log.info(
         "loaded %s: %d rows (%d inserted, %d updated, %d batches unchanged) in %.1fs%s",
@@ -192,12 +202,11 @@ def populate(
 ) -> PopulateResult:
     """The catalog once, then each encoder's shards and indexes, with the database's settings."""
     params = IndexParams.from_settings(db.settings)
-    with db.connection() as conn:
-        catalog = load_library_catalog(conn, assets)
-        loads = [
-            load_encoder_shards(conn, shard_root, name, db.settings.vector_storage, params, progress)
-            for name in encoders
-        ]
+    catalog = load_library_catalog(db, assets)
+    loads = [
+        load_encoder_shards(db, shard_root, name, db.settings.vector_storage, params, progress)
+        for name in encoders
+    ]
     return PopulateResult(catalog, loads)
 
 
@@ -211,8 +220,5 @@ def load_shards(
 ) -> StoreLoad:
     """The catalog and one encoder's shards (`populate` for one encoder), with the database's settings."""
     params = index_params or IndexParams.from_settings(db.settings)
-    with db.connection() as conn:
-        load_library_catalog(conn, assets)
-        return load_encoder_shards(
-            conn, shard_root, encoder_name, db.settings.vector_storage, params, progress
-        )
+    load_library_catalog(db, assets)
+    return load_encoder_shards(db, shard_root, encoder_name, db.settings.vector_storage, params, progress)

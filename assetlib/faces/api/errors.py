@@ -1,7 +1,8 @@
 """How failures become HTTP answers: each error type has one status, a server fault is a 500 with an id.
 
 Client errors (bad parameters, unreadable uploads) are 4xx with the reason; an algorithm or a
-database that cannot serve now is 503 with the reason; anything else is a fault of ours, logged
+database that cannot serve now is 503 with the reason (and Retry-After while the database is
+away); anything else is a fault of ours, logged
 with its traceback and a request id that the answer carries too.
 """
 
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import re
 import uuid
 from collections.abc import Awaitable, Callable
@@ -81,7 +83,9 @@ def install_error_handlers(app: FastAPI) -> None:
         async def answer(request: Request, exc: Exception) -> JSONResponse:
             if status >= 500:
                 log.warning("request %s: %d %s%s", request_id(request), status, prefix, exc)
-            return JSONResponse(status_code=status, content={"detail": f"{prefix}{exc}"})
+            retry_after = getattr(exc, "retry_after", None)
+            headers = {"Retry-After": str(max(1, math.ceil(retry_after)))} if retry_after else None
+            return JSONResponse(status_code=status, content={"detail": f"{prefix}{exc}"}, headers=headers)
 
         return answer
 

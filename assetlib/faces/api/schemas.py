@@ -63,14 +63,31 @@ class ErrorBody(BaseModel):
     request_id: str | None = None
 
 
+UNAVAILABLE: dict[int | str, dict[str, Any]] = {
+    503: {
+        "model": ErrorBody,
+        "description": "algorithm or database not usable now, with the reason",
+        "headers": {
+            "Retry-After": {
+                "description": "seconds to wait before trying again (while the database is away)",
+                "schema": {"type": "integer"},
+            }
+        },
+    },
+}
 ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorBody, "description": "unreadable upload (corrupt image or mesh)"},
     413: {"model": ErrorBody, "description": "upload over the size limit"},
     415: {"model": ErrorBody, "description": "not an image / not a supported mesh format"},
-    422: {"model": ErrorBody, "description": "invalid parameters (the valid values are listed)"},
+    422: {
+        "model": ErrorBody,
+        "description": "invalid parameters (the valid values are listed), or a mesh with nothing to "
+        "render or over the render time limit",
+    },
     500: {"model": ErrorBody, "description": "a fault of the server; the log holds the request id"},
-    503: {"model": ErrorBody, "description": "algorithm or database not usable now, with the reason"},
+    **UNAVAILABLE,
 }
 NOT_FOUND: dict[int | str, dict[str, Any]] = {
-    404: {"model": ErrorBody, "description": "no such asset or file"}
+    404: {"model": ErrorBody, "description": "no such asset or file"},
+    **UNAVAILABLE,
 }

@@ -12,6 +12,7 @@ import html
 import json
 import logging
 import os
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -41,6 +42,7 @@ log = logging.getLogger(__name__)
 
 # The dashboard's mode switch picks one of each query kind's modes (vocab.MODES_FOR order).
 MODE_CHOICES = ("same", "cross", "fused")
+OUTAGE_RETRY_MAX_S = 2.0  # while the database is away, ask again at least this often
 
 
 def _row(children: list[w.Widget], **layout: str) -> w.HBox:
@@ -59,7 +61,11 @@ def shown_errors(handler: Callable[..., Any]) -> Callable[..., Any]:
             return handler(self, *args, **kwargs)
         except ApiError as exc:
             log.warning("%s failed: %s", handler.__name__, exc)
-            self.show_error(str(exc))
+            if exc.retry_after is not None:
+                # Passing (the database restarts): say so, and ask again by itself.
+                self.show_outage(str(exc), exc.retry_after, functools.partial(wrapper, self, *args, **kwargs))
+            else:
+                self.show_error(str(exc))
         except ValueError as exc:  # our own checks on input: already in words
             self.show_error(str(exc))
         except Exception as exc:  # anything else is a bug, but the user must still see it
@@ -83,6 +89,7 @@ class Dashboard:
         self.selected: int | None = None
         self._last_search: tuple[Any, float] = (None, 0.0)
         self.algorithms: list[dict] = []
+        self._retry: threading.Timer | None = None  # the pending retry while the database is away
 
         self.header = w.HTML('<div class="al-title">assetlib · 3D asset search</div>')
         self.query = w.Text(
@@ -173,10 +180,26 @@ class Dashboard:
     # -- feedback ---------------------------------------------------------------------------------
     def show_error(self, message: str) -> None:
         """Show an error in plain words (and keep the previous results)."""
+        self._cancel_retry()
         self.error.value = box(message, "al-error")
         self.status.value = box("the last request failed — see the message below", "al-status")
 
+    def show_outage(self, message: str, retry_after: float, again: Callable[[], Any]) -> None:
+        """The API's database is away: say so, keep the results, and run `again` after `retry_after`."""
+        self._cancel_retry()
+        self.error.value = box(f"database unavailable, retrying… ({message})", "al-warning")
+        self.status.value = box("database unavailable, retrying…", "al-status")
+        self._retry = threading.Timer(max(0.5, min(retry_after, OUTAGE_RETRY_MAX_S)), again)
+        self._retry.daemon = True
+        self._retry.start()
+
+    def _cancel_retry(self) -> None:
+        if self._retry is not None:
+            self._retry.cancel()
+            self._retry = None
+
     def _clear_error(self) -> None:
+        self._cancel_retry()
         self.error.value = ""
 
     def _busy(self, busy: bool, message: str = "") -> None:
@@ -189,6 +212,14 @@ class Dashboard:
     def refresh(self) -> None:
         """Read /health: library size, and which algorithms can be used (the others disabled, with why)."""
         health = self.client.health()
+        if not health.get("database"):
+            # Keep the algorithm buttons as they were: the outage passes, the algorithms stay.
+            reason = health.get("counts", {}).get("error", "no answer")
+            self.show_outage(str(reason), OUTAGE_RETRY_MAX_S, self.refresh)
+            return
+        if self._retry is not None:
+            self._clear_error()  # the database is back
+            self.status.value = box("database back — ready", "al-status")
         counts = health.get("counts", {})
         self.algorithms = health.get("algorithms", [])
         vectors = counts.get("vectors", {}) if isinstance(counts, dict) else {}

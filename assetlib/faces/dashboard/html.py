@@ -13,6 +13,8 @@ CSS = """
 .al-status { font: 13px system-ui, sans-serif; color: #33404d; padding: 4px 2px; }
 .al-error { background: #fdecea; color: #8a1c12; border: 1px solid #f2b8b0; border-radius: 6px;
             padding: 8px 12px; font: 13px system-ui, sans-serif; }
+.al-warning { background: #fff6e0; color: #6b4b00; border: 1px solid #f0d58c; border-radius: 6px;
+              padding: 8px 12px; font: 13px system-ui, sans-serif; }
 .al-card { border: 1px solid #dde3ea; border-radius: 8px; padding: 6px; background: #fff; }
 .al-card:hover { box-shadow: 0 2px 8px rgba(30, 50, 80, .15); }
 .al-selected { border: 2px solid #2f6fde; box-shadow: 0 2px 10px rgba(47, 111, 222, .3); }
