@@ -128,6 +128,21 @@ class Settings(BaseModel):
     dashscope_base_url: str | None = Field(default=None, description="unset = DashScope's own endpoint")
     embedding_shard_size: int = Field(default=256, ge=1, le=100_000, description="assets per shard")
 
+    # Query by 3D model, chosen by benchmarks/model_query_bench.py (README "Query by 3D model").
+    query_views: int = Field(
+        default=4, ge=1, le=64, description="views rendered of an uploaded model (at the library's azimuths)"
+    )
+    query_render_size: int = Field(default=224, ge=32, le=1024, description="pixels per query view")
+    query_max_vertices: int = Field(
+        default=200_000, ge=1000, le=50_000_000, description="bigger uploaded models are decimated to this"
+    )
+    render_timeout_s: float = Field(
+        default=20.0, gt=0, le=3600, description="time limit of one query render (the 4xx past it)"
+    )
+    render_workers: int = Field(
+        default=1, ge=1, le=16, description="warm renderer processes serving query-by-model"
+    )
+
     # Vector store layout, chosen by benchmarks/scale_bench.py (README "Search at a million assets").
     image_layout: ImageLayout = Field(
         default=ImageLayout.POOLED,

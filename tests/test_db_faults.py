@@ -210,3 +210,54 @@ def test_the_dashboard_says_database_unavailable_and_recovers_by_itself(world, t
         assert not board.error.value
         board.refresh()
         assert "database OK" in board.header.value
+
+
+CHILD = """
+import sys, time
+from assetlib.config import load_settings
+from assetlib.store.db import Database
+settings = load_settings(environ={}, home=sys.argv[1], db_name=sys.argv[2])
+with Database.open(settings, migrate=False) as db:
+    print("ready", flush=True)
+    sys.stdin.readline()  # the parent has killed the server
+    answer = db.run(lambda conn: conn.execute("SELECT 7").fetchone()[0], "child")
+    print("answer", answer, db.supervisor.outages, flush=True)
+"""
+
+
+def test_two_processes_that_notice_at_once_start_one_server(world):
+    import subprocess
+    import sys
+
+    child = subprocess.Popen(
+        [sys.executable, "-c", CHILD, str(world.settings.home), world.settings.db_name],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert child.stdout is not None and child.stdin is not None
+        assert child.stdout.readline().strip() == "ready"
+        with Database.open(world.settings) as db:
+            assert db.ping()
+            old = kill_server(world.settings)
+            time.sleep(0.2)
+            child.stdin.write("go\n")
+            child.stdin.flush()
+            assert db.run(lambda conn: conn.execute("SELECT 8").fetchone()[0], "parent") == 8
+        out, _ = child.communicate(timeout=30)
+    finally:
+        child.kill()
+    assert out.split()[:2] == ["answer", "7"], out
+    new = postmaster_pid(world.settings)
+    assert new != old
+    # One server for the data folder: every postgres process descends from the one postmaster.
+    import psutil
+
+    postmasters = [
+        p
+        for p in psutil.process_iter(["name", "cmdline"])
+        if p.info["name"] == "postgres"
+        and str(world.settings.pgdata.resolve()) in " ".join(p.info["cmdline"] or [])
+    ]
+    assert [p.pid for p in postmasters] == [new], postmasters

@@ -11,7 +11,8 @@ from library_fixtures import write_draco_glb
 from PIL import Image
 
 from assetlib.media.meshes import MeshError, load_mesh
-from assetlib.media.render import RenderJob, RenderSettings, render_many
+from assetlib.media.render import RenderSettings
+from assetlib.media.render_jobs import RenderJob, render_many
 from assetlib.media.views import camera_angles
 
 SETTINGS = RenderSettings(views=8, size=64, elevation_deg=20.0, campos_layout=False, supersample=1)

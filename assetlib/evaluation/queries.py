@@ -77,8 +77,7 @@ def _held_out_view(asset: Asset, out_dir: Path, seed: int) -> Path | None:
         return None
     from PIL import Image
 
-    from assetlib.media.meshes import load_mesh
-    from assetlib.media.render import Renderer, RenderSettings
+    from assetlib.media.render import Renderer, RenderSettings, render_mesh_file
 
     target = out_dir / "query_views" / (asset.asset_id.replace("/", "__") + ".png")
     if not target.exists():
@@ -87,7 +86,7 @@ def _held_out_view(asset: Asset, out_dir: Path, seed: int) -> Path | None:
         settings = RenderSettings(views=1, size=256, elevation_deg=38.0, start_azimuth_deg=52.5)
         renderer = Renderer(settings)
         try:
-            rgba, _ = renderer.render_scene(load_mesh(asset.glb_path))[0]
+            rgba, _ = render_mesh_file(renderer, asset.glb_path)[0][0]
         finally:
             renderer.close()
         Image.fromarray(rgba, "RGBA").save(target)

@@ -122,7 +122,8 @@ def _print_stage(stage: LibraryStage) -> None:
 
 def cmd_library_render(args: argparse.Namespace) -> int:
     """Render mesh files (GLB, OBJ, PLY, STL) into views with camera JSON, in the G-Objaverse layout."""
-    from assetlib.media.render import RenderJob, RenderSettings, render_many
+    from assetlib.media.render import RenderSettings
+    from assetlib.media.render_jobs import RenderJob, render_many
 
     settings = RenderSettings(
         views=args.views, size=args.image_size, elevation_deg=args.elevation, campos_layout=False

@@ -1,4 +1,7 @@
-"""Headless multi-view renderer: mesh file → N RGBA views around the up axis + G-Objaverse camera JSON."""
+"""Headless multi-view renderer: mesh file → N RGBA views around the up axis + G-Objaverse camera JSON.
+
+Long runs and query renders drive it through `render_worker` (warm child processes, time limits).
+"""
 
 from __future__ import annotations
 
@@ -6,19 +9,16 @@ import json
 import logging
 import math
 import os
-import time
-from collections.abc import Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from collections.abc import Sequence
 from dataclasses import dataclass
-from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
 import trimesh
 
-from assetlib.media.meshes import MeshError, load_mesh
+from assetlib.media.mesh_prep import PreparedScene, prepare_scene
+from assetlib.media.meshes import load_mesh
 from assetlib.media.views import CAMPOS_DIR, camera_json
-from assetlib.records import Failure
 
 # EGL renders without a display, on a GPU or (Mesa llvmpipe) on the CPU; must be set before OpenGL loads.
 os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
@@ -40,6 +40,7 @@ class RenderSettings:
     start_azimuth_deg: float = 30.0
     campos_layout: bool = True  # write under campos_512_v4/ as the G-Objaverse 280k set does
     supersample: int = 2  # render larger, then downsample: smooth edges for a small cost
+    max_vertices: int | None = None  # query renders: bigger scenes are merged and decimated
 
 
 def asset_render_dir(render_root: Path, asset_id: str, campos_layout: bool = True) -> Path:
@@ -75,7 +76,10 @@ class Renderer:
         self._renderer.delete()
 
     def render_scene(self, tm_scene: trimesh.Scene) -> list[tuple[np.ndarray, dict]]:
-        """Render a trimesh scene (Y-up) from evenly spaced azimuths; return (RGBA uint8, camera) pairs."""
+        """Render a scene of triangle meshes (Y-up; see `prepare_scene`) from evenly spaced azimuths.
+
+        Returns (RGBA uint8, camera) pairs.
+        """
         from PIL import Image
 
         pyrender = self._pyrender
@@ -143,90 +147,12 @@ def write_views(views: Sequence[tuple[np.ndarray, dict]], folder: Path) -> list[
     return paths
 
 
-def render_file(renderer: Renderer, mesh_path: Path, folder: Path) -> list[Path]:
-    """Render one mesh file into `folder`; raise MeshError for a mesh that cannot be used."""
-    scene = load_mesh(mesh_path)
-    return write_views(renderer.render_scene(scene), folder)
+def render_mesh_file(
+    renderer: Renderer, mesh_path: Path
+) -> tuple[list[tuple[np.ndarray, dict]], PreparedScene]:
+    """Load, prepare (triangles only, usable textures, the vertex cap) and render one mesh file.
 
-
-@dataclass(frozen=True)
-class RenderJob:
-    """One asset to render: its id, mesh file and output folder."""
-
-    asset_id: str
-    mesh_path: Path
-    folder: Path
-
-
-_WORKER: Renderer | None = None
-
-
-def _init_worker(settings: RenderSettings) -> None:
-    global _WORKER
-    _WORKER = Renderer(settings)
-
-
-def _run_job(job: RenderJob) -> tuple[str, int, str | None]:
-    assert _WORKER is not None
-    try:
-        return job.asset_id, len(render_file(_WORKER, job.mesh_path, job.folder)), None
-    except MeshError as exc:
-        return job.asset_id, 0, str(exc)
-    except Exception as exc:  # a renderer failure on one asset must not end a long run
-        return job.asset_id, 0, f"render failed: {type(exc).__name__}: {exc}"
-
-
-def _done(job: RenderJob, views: int) -> bool:
-    last = job.folder / f"{views - 1:05d}" / f"{views - 1:05d}.png"
-    return last.exists() and (job.folder / f"{views - 1:05d}" / f"{views - 1:05d}.json").exists()
-
-
-def render_many(
-    jobs: Sequence[RenderJob],
-    settings: RenderSettings,
-    workers: int | None = None,
-    progress: bool = True,
-    skip_done: bool = True,
-) -> tuple[list[str], list[Failure]]:
-    """Render meshes in parallel processes, skipping finished ones; return (rendered ids, failures)."""
-    from assetlib.logs import progress as tqdm
-
-    todo = [j for j in jobs if not (skip_done and _done(j, settings.views))]
-    skipped = len(jobs) - len(todo)
-    if skipped:
-        log.info("render: %d of %d assets already rendered, skipped", skipped, len(jobs))
-    workers = max(1, min(workers or os.cpu_count() or 1, len(todo) or 1))
-    done, failures = [j.asset_id for j in jobs if j not in todo], []
-    started = time.perf_counter()
-    if todo:
-        with ProcessPoolExecutor(
-            workers, mp_context=get_context("spawn"), initializer=_init_worker, initargs=(settings,)
-        ) as pool:
-            futures = [pool.submit(_run_job, job) for job in todo]
-            for future in tqdm(
-                as_completed(futures), total=len(futures), desc="render", unit="asset", disable=not progress
-            ):
-                asset_id, _count, error = future.result()
-                if error is None:
-                    done.append(asset_id)
-                else:
-                    failures.append(Failure(asset_id, "render", error))
-                    log.warning("render %s: %s", asset_id, error)
-    elapsed = time.perf_counter() - started
-    log.info(
-        "rendered %d assets (%d views each) in %.1fs with %d processes; %d failed",
-        len(todo) - len(failures),
-        settings.views,
-        elapsed,
-        workers,
-        len(failures),
-    )
-    return done, failures
-
-
-def iter_jobs(
-    pairs: Sequence[tuple[str, Path]], render_root: Path, settings: RenderSettings
-) -> Iterator[RenderJob]:
-    """Render jobs for (asset id, mesh path) pairs into the G-Objaverse layout under `render_root`."""
-    for asset_id, mesh_path in pairs:
-        yield RenderJob(asset_id, mesh_path, asset_render_dir(render_root, asset_id, settings.campos_layout))
+    Raises MeshError (NothingToRender included) for a file that cannot be used.
+    """
+    prepared = prepare_scene(load_mesh(mesh_path), Path(mesh_path).name, renderer.settings.max_vertices)
+    return renderer.render_scene(prepared.scene), prepared

@@ -17,6 +17,8 @@ from PIL import Image
 from assetlib.config import Settings
 from assetlib.encoders.base import Encoder, EncoderUnavailable
 from assetlib.encoders.registry import availability, get_encoder
+from assetlib.media.render import RenderSettings
+from assetlib.media.render_worker import RenderPool
 from assetlib.search.fusion import FUSION_DEPTH, rrf_fuse
 from assetlib.store.db import ConnectionLost, Database
 from assetlib.store.indexes import ann_indexes
@@ -77,6 +79,7 @@ class SearchResult:
     language: str | None
     timings_ms: dict[str, float] = field(default_factory=dict)
     layout: str | None = None  # the image layout that served it (None for caption-only searches)
+    notes: list[str] = field(default_factory=list)  # what was done to the query (a model's skipped parts…)
 
 
 def clean_query(text: str) -> str:
@@ -130,9 +133,12 @@ class SearchService:
         self._lock = threading.Lock()
         self._encoders: dict[str, Encoder] = {}
         self._layouts: dict[str, tuple[float, frozenset[VectorKind]]] = {}
+        self._renderers: RenderPool | None = None
 
     def close(self) -> None:
-        """Close the database pool."""
+        """Stop the renderer processes and close the database pool."""
+        if self._renderers is not None:
+            self._renderers.close()
         self.db.close()
 
     def __enter__(self) -> SearchService:
@@ -278,21 +284,33 @@ class SearchService:
         top_k: int | None = None,
         high_quality_only: bool = False,
     ) -> SearchResult:
-        """Search with a 3D model: render it like the library, then search with its views."""
-        from assetlib.media.meshes import load_mesh
-        from assetlib.media.render import Renderer, RenderSettings
-
+        """Search with a 3D model: render it like the library (on a warm renderer), then by its views."""
         started = time.perf_counter()
-        scene = load_mesh(mesh_path)
-        renderer = Renderer(RenderSettings(views=self.settings.views_per_asset, size=256))
-        try:
-            views = [Image.fromarray(rgba, "RGBA") for rgba, _ in renderer.render_scene(scene)]
-        finally:
-            renderer.close()
+        rendered = self.renderers().render(Path(mesh_path), label=Path(mesh_path).name)
         render_ms = (time.perf_counter() - started) * 1000
+        views = [Image.fromarray(rgba, "RGBA") for rgba in rendered.views]
         result = self.search_images(views, algorithm, mode, top_k, high_quality_only)
         result.timings_ms["render_ms"] = round(render_ms, 2)
+        result.notes = rendered.notes
         return result
+
+    def renderers(self) -> RenderPool:
+        """The warm renderer processes for query-by-model (started on first use, or by `warm`)."""
+        with self._lock:
+            if self._renderers is None:
+                s = self.settings
+                self._renderers = RenderPool(
+                    RenderSettings(
+                        views=s.query_views,
+                        size=s.query_render_size,
+                        supersample=1,
+                        max_vertices=s.query_max_vertices,
+                    ),
+                    timeout=s.render_timeout_s,
+                    size=s.render_workers,
+                    name="query-render",
+                )
+            return self._renderers
 
     def _rankings(
         self,

@@ -78,6 +78,7 @@ def _to_response(request: Request, result: SearchResult) -> SearchResponse:
         mode=result.mode,
         language=result.language,
         timings_ms=result.timings_ms,
+        notes=result.notes,
     )
 
 
@@ -135,12 +136,14 @@ def create_app(settings: Settings | None = None, service: SearchService | None =
         else:
             resolved = settings or load_settings()
             state["service"] = SearchService(resolved, Database.open(resolved))
-            # Read the ANN indexes into memory beside serving, so early queries at scale are not
-            # paid for with cold reads (a test's own service skips this).
+            # Read the ANN indexes into memory and start the renderer beside serving, so early
+            # queries are not paid for with cold reads and a cold OpenGL start (a test's own
+            # service skips this).
             threading.Thread(target=_prewarm, args=(state["service"].db,), daemon=True).start()
+            state["service"].renderers().warm()
         yield
         if service is None:
-            state["service"].db.close()
+            state["service"].close()
 
     app = FastAPI(
         title="assetlib",

@@ -22,7 +22,9 @@ from fastapi.responses import JSONResponse, Response
 
 from assetlib.encoders.base import EncoderError
 from assetlib.media.images import ImageError, NotAnImage
+from assetlib.media.mesh_prep import NothingToRender
 from assetlib.media.meshes import MeshError, UnsupportedMeshFormat
+from assetlib.media.render_worker import RendererCrashed, RenderTimeout
 from assetlib.search.service import AlgorithmUnavailable, SearchError
 from assetlib.store.db import DatabaseError
 
@@ -35,6 +37,11 @@ _CLIENT_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 STATUS: tuple[tuple[type[Exception], int, str], ...] = (
     (NotAnImage, 415, ""),
     (UnsupportedMeshFormat, 415, ""),
+    # A model that parses but cannot be searched by (nothing to draw, too slow to draw, crashes the
+    # renderer): the file is well-formed, its content is what cannot be used.
+    (NothingToRender, 422, ""),
+    (RenderTimeout, 422, ""),
+    (RendererCrashed, 422, ""),
     (ImageError, 400, ""),
     (MeshError, 400, ""),
     (SearchError, 422, ""),

@@ -54,6 +54,9 @@ class SearchResponse(BaseModel):
     mode: str
     language: str | None
     timings_ms: dict[str, float]
+    notes: list[str] = Field(
+        default_factory=list, description="what was done to the query (a model's skipped lines, decimation…)"
+    )
 
 
 class ErrorBody(BaseModel):

@@ -17,7 +17,8 @@ import numpy as np
 import trimesh
 
 from assetlib.library.demo.objects import CATEGORIES, Category
-from assetlib.media.render import RenderSettings, iter_jobs, render_many
+from assetlib.media.render import RenderSettings
+from assetlib.media.render_jobs import iter_jobs, render_many
 from assetlib.records import Failure, write_json
 
 log = logging.getLogger(__name__)
