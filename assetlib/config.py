@@ -128,6 +128,20 @@ class Settings(BaseModel):
     dashscope_base_url: str | None = Field(default=None, description="unset = DashScope's own endpoint")
     embedding_shard_size: int = Field(default=256, ge=1, le=100_000, description="assets per shard")
 
+    # Query encoding, chosen by benchmarks/api_bench.py (README "Serving under load").
+    encode_threads: int = Field(
+        default=0, ge=0, le=256, description="torch threads of the query encoder; 0 = every core"
+    )
+    query_batch_max: int = Field(
+        default=32, ge=1, le=1024, description="queries encoded in one batch at most"
+    )
+    query_batch_window_ms: float = Field(
+        default=1.0,
+        ge=0,
+        le=100,
+        description="under concurrent load, how long the encoder waits for more queries to join a batch",
+    )
+
     # Query by 3D model, chosen by benchmarks/model_query_bench.py (README "Query by 3D model").
     query_views: int = Field(
         default=4, ge=1, le=64, description="views rendered of an uploaded model (at the library's azimuths)"

@@ -1,11 +1,13 @@
-"""API load benchmark: concurrent loopback clients against uvicorn; latency, throughput, encoder vs DB time.
+"""API load benchmark: concurrent loopback clients against uvicorn; latency, throughput, queue/encode/DB time.
 
-Starts the API in-process (uvicorn, one worker) over the configured database and encoders, then
-runs text and image searches from N concurrent clients for a fixed number of requests each.
-Prints p50/p95 latency and requests/s per scenario, and the server-side encode and database times
-reported in each response. Needs an embedded library first (`make demo`).
+Starts `assetlib serve api` in a child process (so the clients do not share the server's
+interpreter) over the configured database and encoders, or uses a server already running
+(`--url`), then runs text and image searches from N concurrent clients for a fixed number of
+requests each. Prints p50/p95 latency and requests/s per scenario, and the server-side queue,
+encode and database times each response reports. Needs an embedded library first (`make demo`).
 
     python benchmarks/api_bench.py --algorithm siglip --clients 1 4 8   # SIGLIP_MODEL: the demo model
+    python benchmarks/api_bench.py --url http://127.0.0.1:8000          # another server (older code…)
 """
 
 from __future__ import annotations
@@ -13,17 +15,19 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import socket
 import statistics
-import threading
+import subprocess
+import sys
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
-import uvicorn
 
 from assetlib.config import load_settings
-from assetlib.faces.api.app import create_app
 from assetlib.records import write_csv
 
 QUERIES = [
@@ -38,18 +42,50 @@ QUERIES = [
 ]
 
 
-def _serve(settings: object) -> tuple[uvicorn.Server, str]:
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(settings), host="127.0.0.1", port=0, log_level="warning")
-    )
-    threading.Thread(target=server.run, daemon=True).start()
-    while not server.started:
-        time.sleep(0.05)
-    return server, f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def serve_api(env: dict[str, str], log_path: Path) -> Iterator[tuple[str, int | None]]:
+    """`assetlib serve api` in a child process on a free port: its URL and pid once /health answers."""
+    port = _free_port()
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("w") as log:
+        child = subprocess.Popen(
+            [sys.executable, "-m", "assetlib", "serve", "api", "--host", "127.0.0.1", "--port", str(port)],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        base = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + 180
+            while True:
+                if child.poll() is not None:
+                    raise SystemExit(f"the API exited with {child.returncode}; see {log_path}")
+                try:
+                    if httpx.get(f"{base}/health", timeout=2).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise SystemExit(f"the API did not answer in 180 s; see {log_path}")
+                time.sleep(0.2)
+            yield base, child.pid
+        finally:
+            child.terminate()
+            child.wait(timeout=30)
 
 
 def _scenario(base: str, name: str, clients: int, per_client: int, send: object) -> dict:
-    latencies, encode, db = [], [], []
+    latencies: list[float] = []
+    encode: list[float] = []
+    queue: list[float] = []
+    batch: list[float] = []
+    db: list[float] = []
 
     def worker(seed: int) -> None:
         rng = random.Random(seed)
@@ -61,6 +97,8 @@ def _scenario(base: str, name: str, clients: int, per_client: int, send: object)
                 response.raise_for_status()
                 timings = response.json()["timings_ms"]
                 encode.append(timings["encode_ms"])
+                queue.append(timings.get("queue_ms", 0.0))  # older servers reported no queue
+                batch.append(timings.get("batch", 1))
                 db.append(timings["db_ms"])
 
     started = time.perf_counter()
@@ -75,7 +113,9 @@ def _scenario(base: str, name: str, clients: int, per_client: int, send: object)
         "p50_ms": round(statistics.median(latencies), 1),
         "p95_ms": round(q[18], 1),
         "req_per_s": round(len(latencies) / wall, 1),
+        "queue_ms_p50": round(statistics.median(queue), 1),
         "encode_ms_p50": round(statistics.median(encode), 1),
+        "batch_mean": round(statistics.fmean(batch), 2),
         "db_ms_p50": round(statistics.median(db), 1),
     }
 
@@ -87,15 +127,29 @@ def main() -> None:
     p.add_argument("--clients", type=int, nargs="+", default=[1, 4, 8])
     p.add_argument("--requests", type=int, default=40, help="per client")
     p.add_argument("--image", type=Path, help="query image (default: a view of the demo library)")
+    p.add_argument("--url", help="benchmark this server instead of starting one")
     p.add_argument("--out", type=Path, default=Path("outputs/bench/api_bench.csv"))
     args = p.parse_args()
     settings = load_settings()
+    env = dict(os.environ)
     demo_model = settings.home / "models" / "siglip-demo" / "model"
     if "SIGLIP_MODEL" not in os.environ and demo_model.is_dir():
-        settings = load_settings(siglip_model=str(demo_model))
+        env["SIGLIP_MODEL"] = str(demo_model)
     image = args.image or next((settings.home / "libraries" / "demo" / "renders").rglob("00000.png"))
-    payload = image.read_bytes()
-    server, base = _serve(settings)
+    server = serve_api(env, args.out.with_suffix(".server.log")) if args.url is None else given(args.url)
+    with server as (base, _):
+        rows = _run(base, args, image.read_bytes())
+    write_csv(rows, args.out)
+    print(f"wrote {args.out}")
+
+
+@contextmanager
+def given(url: str) -> Iterator[tuple[str, int | None]]:
+    """A server started elsewhere: its URL, and no pid."""
+    yield url.rstrip("/"), None
+
+
+def _run(base: str, args: argparse.Namespace, payload: bytes) -> list[dict]:
     algorithm = args.algorithm
 
     def text_to_image(client: httpx.Client, rng: random.Random) -> httpx.Response:
@@ -116,26 +170,26 @@ def main() -> None:
             files={"file": ("q.png", payload, "image/png")},
         )
 
-    rows = []
-    try:
-        text_to_image(httpx.Client(base_url=base, timeout=120), random.Random(0))  # load the encoder once
-        for clients in args.clients:
-            for name, send in [
-                ("text→image", text_to_image),
-                ("text→text", text_to_text),
-                ("image→image", image_to_image),
-            ]:
-                rows.append(_scenario(base, name, clients, args.requests, send))
-                r = rows[-1]
-                print(
-                    f"{r['scenario']:<12} clients {clients:>2}  p50 {r['p50_ms']:7.1f} ms  "
-                    f"p95 {r['p95_ms']:7.1f} ms  {r['req_per_s']:6.1f} req/s   "
-                    f"(server: encode {r['encode_ms_p50']} ms, db {r['db_ms_p50']} ms, p50)"
-                )
-    finally:
-        server.should_exit = True
-    write_csv(rows, args.out)
-    print(f"wrote {args.out}")
+    rows: list[dict] = []
+    with httpx.Client(base_url=base, timeout=120) as warm:
+        for _ in range(5):  # load the encoder, fill the caches
+            text_to_image(warm, random.Random(0)).raise_for_status()
+            image_to_image(warm, random.Random(0)).raise_for_status()
+    for clients in args.clients:
+        for name, send in [
+            ("text→image", text_to_image),
+            ("text→text", text_to_text),
+            ("image→image", image_to_image),
+        ]:
+            rows.append(_scenario(base, name, clients, args.requests, send))
+            r = rows[-1]
+            print(
+                f"{r['scenario']:<12} clients {clients:>2}  p50 {r['p50_ms']:7.1f} ms  "
+                f"p95 {r['p95_ms']:7.1f} ms  {r['req_per_s']:6.1f} req/s   "
+                f"(server p50: queue {r['queue_ms_p50']} ms, encode {r['encode_ms_p50']} ms "
+                f"in batches of {r['batch_mean']}, db {r['db_ms_p50']} ms)"
+            )
+    return rows
 
 
 if __name__ == "__main__":

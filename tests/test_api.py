@@ -63,6 +63,8 @@ def test_text_search_in_every_mode(world, algorithm, body, mode, query):
     if mode == "text_to_image" and algorithm == "siglip":
         assert all(h["matched_view"] is not None for h in hits)
     assert data["timings_ms"]["encode_ms"] >= 0 and data["timings_ms"]["db_ms"] > 0
+    # Time queued for the encoder and the size of the batch the query was encoded in, reported apart.
+    assert data["timings_ms"]["queue_ms"] >= 0 and data["timings_ms"]["batch"] >= 1
 
 
 @pytest.mark.parametrize("algorithm", ["siglip", "qwen"])

@@ -11,7 +11,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "assetlib"
 LAYERS: list[set[str]] = [
     {"vocab", "model_specs"},
     {"config"},
-    {"logs", "records"},
+    {"logs", "records", "procs"},
     {"media"},
     {"library"},
     {"encoders"},

@@ -41,6 +41,7 @@ class EncoderInfo:
     # Changes whenever the same name would give other vectors (retrained weights, another API
     # dimension); the embedding stage keys its reuse on it, so stale vectors are never kept.
     version: str = ""
+    local: bool = True  # computed on this machine (False: a remote API, whose calls wait on the network)
 
     @property
     def embeds_images(self) -> bool:

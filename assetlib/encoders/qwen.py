@@ -162,6 +162,7 @@ class QwenEncoder:
             description=f"Qwen {model} through DashScope: {self.spec.note}",
             # Fewer views per fused request give other asset vectors under the same name.
             version=f"{model}@{dim}{views}",
+            local=False,
         )
         self.requests = 0
         self.retries = 0

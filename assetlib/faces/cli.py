@@ -154,9 +154,11 @@ def cmd_encoders(args: argparse.Namespace) -> int:
         print("\nDashScope models (QWEN_MODEL; QWEN_DIMENSION one of the dimensions):")
         for spec in QWEN_MODELS.values():
             dims = ", ".join(map(str, spec.dims))
+            images = f"{spec.max_fused_images} image{'s' if spec.max_fused_images != 1 else ''}"
+            items = f"{spec.max_items} item{'s' if spec.max_items != 1 else ''}"
             print(
                 f"  {spec.name:<30} {spec.default_dim:>5}-d (of {dims}); fusion: {spec.fusion}, "
-                f"{spec.max_fused_images} images per fused vector, {spec.max_items} items per request, "
+                f"{images} per fused vector, {items} per request, "
                 f"images ≤ {spec.max_image_bytes // 2**20} MB{', instruct' if spec.instruct else ''}; "
                 f"{spec.note}"
             )

@@ -81,11 +81,13 @@ def _fix_textures(mesh: trimesh.Trimesh, name: str, notes: list[str]) -> None:
     if material is None:
         return
     if visual.uv is None or len(visual.uv) != len(mesh.vertices):
-        # A texture without coordinates cannot be drawn; keep the base colour.
-        for slot in TEXTURE_SLOTS:
-            if getattr(material, slot, None) is not None:
-                setattr(material, slot, None)
-        notes.append(f"{name}: texture without UV coordinates, drawn in its base colour")
+        # A texture without coordinates cannot be drawn; keep the base colour. (A material with
+        # no texture at all needs no coordinates and no note.)
+        cleared = [slot for slot in TEXTURE_SLOTS if getattr(material, slot, None) is not None]
+        for slot in cleared:
+            setattr(material, slot, None)
+        if cleared:
+            notes.append(f"{name}: texture without UV coordinates, drawn in its base colour")
         return
     for slot in TEXTURE_SLOTS:
         image = getattr(material, slot, None)

@@ -9,24 +9,20 @@ and a render past its time limit (or a crash) costs only that child, which is re
 from __future__ import annotations
 
 import logging
-import os
 import queue
 import threading
 import time
 from dataclasses import dataclass, field
-from multiprocessing import get_context
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from assetlib.media.meshes import MeshError
 from assetlib.media.render import RenderSettings
+from assetlib.procs import ChildDied, ChildProcess, ChildTimeout, announce_ready
 
 log = logging.getLogger(__name__)
-
-START_TIMEOUT_S = 120.0  # imports + an OpenGL context, on a loaded machine
 
 
 class RenderTimeout(MeshError):
@@ -55,7 +51,7 @@ def _child(conn: Connection, settings: RenderSettings) -> None:
     from assetlib.media.render import Renderer, render_mesh_file, write_views
 
     renderer = Renderer(settings)
-    conn.send(("ready", os.getpid()))
+    announce_ready(conn)
     while True:
         try:
             request = conn.recv()
@@ -102,58 +98,30 @@ class RenderWorker:
         self.settings = settings
         self.timeout = timeout
         self.name = name
-        self._process: Any = None
-        self._conn: Connection | None = None
         self.renders = 0
-        self.restarts = 0
-        self._lock = threading.Lock()  # one conversation with the child at a time (warm-up included)
+        self._child = ChildProcess(_child, (settings,), name)
+
+    @property
+    def restarts(self) -> int:
+        """How often the renderer was replaced after a timeout or a crash."""
+        return self._child.restarts
 
     def start(self) -> None:
         """Start the child and wait until its renderer is up (the cold start, paid once)."""
-        with self._lock:
-            self._start()
-
-    def _start(self) -> None:
-        if self._process is not None and self._process.is_alive():
-            return
-        started = time.perf_counter()
-        ctx = get_context("spawn")  # fork would copy the parent's threads and OpenGL state
-        parent, child = ctx.Pipe()
-        self._process = ctx.Process(target=_child, args=(child, self.settings), name=self.name, daemon=True)
-        self._process.start()
-        child.close()
-        self._conn = parent
-        if not parent.poll(START_TIMEOUT_S):
-            self._kill()
-            raise RuntimeError(f"the {self.name} process did not start within {START_TIMEOUT_S:.0f}s")
-        try:
-            parent.recv()
-        except EOFError as exc:
-            self._kill()
-            raise RuntimeError(f"the {self.name} process died while starting its renderer") from exc
-        took = time.perf_counter() - started
-        log.info("%s: renderer process %d up in %.1fs", self.name, self._process.pid, took)
+        self._child.start()
 
     def render(self, mesh_path: Path, folder: Path | None = None, label: str | None = None) -> Rendered:
         """Render a mesh file (into `folder` as PNGs + JSON, or returned as arrays) within the limit."""
-        with self._lock:
-            return self._render(mesh_path, folder, label)
-
-    def _render(self, mesh_path: Path, folder: Path | None, label: str | None) -> Rendered:
-        self._start()
-        assert self._conn is not None
         label = label or Path(mesh_path).name
-        self._conn.send((str(mesh_path), str(folder) if folder is not None else None))
-        if not self._conn.poll(self.timeout):
-            self._kill()
+        request = (str(mesh_path), str(folder) if folder is not None else None)
+        try:
+            kind, payload = self._child.ask(request, self.timeout)
+        except ChildTimeout as exc:
             raise RenderTimeout(
                 f"{label}: rendering took longer than {self.timeout:g}s, the limit; the render was "
                 "stopped (a simpler or smaller mesh renders faster)"
-            )
-        try:
-            kind, payload = self._conn.recv()
-        except (EOFError, OSError) as exc:
-            self._kill()
+            ) from exc
+        except ChildDied as exc:
             raise RendererCrashed(f"{label}: the renderer crashed on this file") from exc
         self.renders += 1
         if kind == "ok":
@@ -162,33 +130,9 @@ class RenderWorker:
             raise _mesh_error(payload)
         raise RuntimeError(payload)
 
-    def _kill(self) -> None:
-        if self._process is not None:
-            self._process.kill()
-            self._process.join(5)
-            self.restarts += 1
-        if self._conn is not None:
-            self._conn.close()
-        self._process, self._conn = None, None
-
     def close(self) -> None:
         """Stop the child (politely, then for good)."""
-        with self._lock:
-            self._close()
-
-    def _close(self) -> None:
-        if self._conn is not None and self._process is not None and self._process.is_alive():
-            try:
-                self._conn.send(None)
-                self._process.join(5)
-            except (OSError, BrokenPipeError):
-                pass
-        if self._process is not None and self._process.is_alive():
-            self._process.kill()
-            self._process.join(5)
-        if self._conn is not None:
-            self._conn.close()
-        self._process, self._conn = None, None
+        self._child.close()
 
 
 class RenderPool:

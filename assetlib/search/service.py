@@ -19,6 +19,7 @@ from assetlib.encoders.base import Encoder, EncoderUnavailable
 from assetlib.encoders.registry import availability, get_encoder
 from assetlib.media.render import RenderSettings
 from assetlib.media.render_worker import RenderPool
+from assetlib.search.batching import EncodeBatcher, Encoded
 from assetlib.search.fusion import FUSION_DEPTH, rrf_fuse
 from assetlib.store.db import ConnectionLost, Database
 from assetlib.store.indexes import ann_indexes
@@ -134,9 +135,15 @@ class SearchService:
         self._encoders: dict[str, Encoder] = {}
         self._layouts: dict[str, tuple[float, frozenset[VectorKind]]] = {}
         self._renderers: RenderPool | None = None
+        self.batcher = EncodeBatcher(
+            max_batch=settings.query_batch_max,
+            window_ms=settings.query_batch_window_ms,
+            threads=settings.encode_threads,
+        )
 
     def close(self) -> None:
-        """Stop the renderer processes and close the database pool."""
+        """Stop the query encoder, the renderer processes and the database pool."""
+        self.batcher.close()
         if self._renderers is not None:
             self._renderers.close()
         self.db.close()
@@ -161,6 +168,10 @@ class SearchService:
                 except EncoderUnavailable as exc:
                     raise AlgorithmUnavailable(str(exc)) from exc
             return self._encoders[algorithm]
+
+    def warm(self) -> None:
+        """Start the renderers beside the caller (the API does at start-up)."""
+        self.renderers().warm()
 
     def status(self) -> list[dict]:
         """Each algorithm: usable, loaded, stored vectors; for /health and the dashboard."""
@@ -242,12 +253,8 @@ class SearchService:
         modes = FUSED_PARTS[QueryKind.TEXT] if chosen is Mode.FUSED else (chosen,)
         self._check_modalities(encoder, modes)
         k = check_top_k(top_k, self.settings.default_top_k)
-        started = time.perf_counter()
-        vector = encoder.encode_texts([text], lang, role="query")[0]
-        encode_ms = (time.perf_counter() - started) * 1000
-        return self._run(
-            encoder, algorithm, chosen, modes, vector, lang, k, high_quality_only, encode_ms, layout
-        )
+        encoded = self.batcher.text(encoder, text, lang, role="query")
+        return self._run(encoder, algorithm, chosen, modes, encoded, lang, k, high_quality_only, layout)
 
     def search_images(
         self,
@@ -266,15 +273,8 @@ class SearchService:
         modes = FUSED_PARTS[QueryKind.IMAGE] if chosen is Mode.FUSED else (chosen,)
         self._check_modalities(encoder, modes)
         k = check_top_k(top_k, self.settings.default_top_k)
-        started = time.perf_counter()
-        if len(images) == 1:
-            vector = encoder.encode_images(list(images))[0]
-        else:
-            vector = encoder.encode_asset_views([list(images)])[0]
-        encode_ms = (time.perf_counter() - started) * 1000
-        return self._run(
-            encoder, algorithm, chosen, modes, vector, None, k, high_quality_only, encode_ms, layout
-        )
+        encoded = self.batcher.images(encoder, list(images))
+        return self._run(encoder, algorithm, chosen, modes, encoded, None, k, high_quality_only, layout)
 
     def search_model(
         self,
@@ -356,13 +356,13 @@ class SearchService:
         algorithm: str,
         mode: Mode,
         modes: Sequence[Mode],
-        vector: np.ndarray,
+        encoded: Encoded,
         language: str | None,
         k: int,
         high_quality_only: bool,
-        encode_ms: float,
         layout: ImageLayout | str | None = None,
     ) -> SearchResult:
+        vector = encoded.vector
         started = time.perf_counter()
         fetch = k * FUSION_DEPTH if len(modes) > 1 else k  # fusion needs depth beyond the final k
         ask = functools.partial(
@@ -383,13 +383,16 @@ class SearchService:
         else:
             hits = [_hit(h, h.score, (modes[0].value,)) for h in rankings[modes[0].value]]
         image_search = any(target_kind(m, chosen) is not VectorKind.CAPTION for m in modes)
-        log.info(
-            "search %s %s %s: %d hits (encode %.1f ms, db %.1f ms)",
+        # One line per search at DEBUG: an evaluation runs thousands, the API's access log has each.
+        log.debug(
+            "search %s %s %s: %d hits (queue %.1f ms, encode %.1f ms in a batch of %d, db %.1f ms)",
             encoder.info.name,
             mode.value,
             language or "-",
             len(hits),
-            encode_ms,
+            encoded.queue_ms,
+            encoded.encode_ms,
+            encoded.batch,
             db_ms,
         )
         return SearchResult(
@@ -398,6 +401,6 @@ class SearchService:
             encoder.info.name,
             mode.value,
             language,
-            {"encode_ms": round(encode_ms, 2), "db_ms": round(db_ms, 2)},
+            {**encoded.timings(), "db_ms": round(db_ms, 2)},
             chosen.value if image_search else None,
         )

@@ -23,7 +23,7 @@ from fastapi.responses import FileResponse
 from assetlib import __version__
 from assetlib.config import Settings, load_settings
 from assetlib.faces.api.errors import install_error_handlers
-from assetlib.faces.api.schemas import ERRORS, NOT_FOUND, SearchHit, SearchResponse, TextQuery
+from assetlib.faces.api.schemas import ERRORS, NOT_FOUND, SERVER_FAULT, SearchHit, SearchResponse, TextQuery
 from assetlib.media.images import decode_image, to_rgb_on_white
 from assetlib.media.meshes import UnsupportedMeshFormat
 from assetlib.search.service import Hit, SearchResult, SearchService
@@ -140,7 +140,7 @@ def create_app(settings: Settings | None = None, service: SearchService | None =
             # queries are not paid for with cold reads and a cold OpenGL start (a test's own
             # service skips this).
             threading.Thread(target=_prewarm, args=(state["service"].db,), daemon=True).start()
-            state["service"].renderers().warm()
+            state["service"].warm()
         yield
         if service is None:
             state["service"].close()
@@ -219,7 +219,7 @@ def create_app(settings: Settings | None = None, service: SearchService | None =
             )
         return _to_response(request, result)
 
-    @app.get("/health", tags=["status"])
+    @app.get("/health", responses=SERVER_FAULT, tags=["status"])
     async def health(service: Service) -> dict:
         """Status, each algorithm (usable? loaded? stored?), database reachability, asset/vector counts."""
         try:

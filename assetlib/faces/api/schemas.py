@@ -78,6 +78,9 @@ UNAVAILABLE: dict[int | str, dict[str, Any]] = {
         },
     },
 }
+SERVER_FAULT: dict[int | str, dict[str, Any]] = {
+    500: {"model": ErrorBody, "description": "a fault of the server; the log holds the request id"},
+}
 ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorBody, "description": "unreadable upload (corrupt image or mesh)"},
     413: {"model": ErrorBody, "description": "upload over the size limit"},
@@ -87,10 +90,11 @@ ERRORS: dict[int | str, dict[str, Any]] = {
         "description": "invalid parameters (the valid values are listed), or a mesh with nothing to "
         "render or over the render time limit",
     },
-    500: {"model": ErrorBody, "description": "a fault of the server; the log holds the request id"},
+    **SERVER_FAULT,
     **UNAVAILABLE,
 }
 NOT_FOUND: dict[int | str, dict[str, Any]] = {
     404: {"model": ErrorBody, "description": "no such asset or file"},
+    **SERVER_FAULT,
     **UNAVAILABLE,
 }

@@ -223,11 +223,15 @@ class Dashboard:
         counts = health.get("counts", {})
         self.algorithms = health.get("algorithms", [])
         vectors = counts.get("vectors", {}) if isinstance(counts, dict) else {}
-        stored = ", ".join(f"{name} {n:,}" for name, n in sorted(vectors.items())) or "no vectors yet"
+        about = (
+            "≈" if isinstance(counts, dict) and counts.get("estimated") else ""
+        )  # large tables are counted from statistics
+        stored = ", ".join(f"{name} {about}{n:,}" for name, n in sorted(vectors.items())) or "no vectors yet"
         database = "database OK" if health.get("database") else "database unreachable"
         self.header.value = (
             '<div class="al-title">assetlib · 3D asset search</div>'
-            f'<div class="al-sub">{counts.get("assets", 0):,} assets · vectors: {html.escape(stored)} · '
+            f'<div class="al-sub">{about}{counts.get("assets", 0):,} assets · '
+            f"vectors: {html.escape(stored)} · "
             f"{database} · API {html.escape(self.client.base_url)}</div>"
         )
         buttons, notes = [], []
@@ -361,7 +365,12 @@ class Dashboard:
         if self.results:
             self.select(0)  # before the status line, which tells a watcher (or a test) that all is shown
         timings = response.get("timings_ms", {})
-        parts = [f"{k.removesuffix('_ms')} {v:.0f} ms" for k, v in timings.items()]
+        # Durations only (the batch size is not one); a query that did not wait shows no queue time.
+        parts = [
+            f"{k.removesuffix('_ms')} {v:.0f} ms"
+            for k, v in timings.items()
+            if k.endswith("_ms") and not (k == "queue_ms" and v < 0.5)
+        ]
         language = response.get("language")
         self.status.value = (
             f'<div class="al-status"><b>{len(self.results)} results</b> for {html.escape(what)} in '
