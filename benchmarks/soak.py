@@ -117,7 +117,7 @@ async def _send(
 async def _soak(base: str, clients: int, seconds: float, image: bytes, models: list[Path]) -> Tally:
     async with httpx.AsyncClient(base_url=base, timeout=60) as client:
         found = (await client.post("/search/text", json={"query": "a chair", "top_k": 100})).json()
-    assets = [h["asset_id"] for h in found["hits"]]
+    assets = [h["asset_id"] for h in found["results"]]
     tally = Tally()
     until = time.monotonic() + seconds
     await asyncio.gather(*(_client(i, base, until, tally, image, models, assets) for i in range(clients)))
@@ -139,7 +139,9 @@ def main() -> None:
         env["SIGLIP_MODEL"] = str(demo_model)
     library = settings.home / "libraries" / "demo"
     image = next((library / "renders").rglob("00000.png")).read_bytes()
-    models = sorted((library / "glbs").glob("*.glb"))[:20]
+    models = sorted((library / "glbs").rglob("*.glb"))[:20]
+    if not models:
+        raise SystemExit(f"no GLBs under {library / 'glbs'}: run `make demo` first")
     server = serve_api(env, args.out.with_suffix(".server.log")) if args.url is None else given(args.url)
     with server as (base, pid):
         # Warm every path once (encoders, renderer, caches) before memory is first read.
