@@ -27,7 +27,7 @@ from pathlib import Path
 
 import httpx
 
-from assetlib.config import load_settings
+from assetlib.config import Settings, load_settings, trained_model_dir
 from assetlib.records import write_csv
 
 QUERIES = [
@@ -40,6 +40,14 @@ QUERIES = [
     "a metallic rocket with three fins",
     "一个粉色的蘑菇",
 ]
+
+
+def demo_env(settings: Settings) -> dict[str, str]:
+    """This environment, with the demo SigLIP (`trained:demo`) unless SIGLIP_MODEL names another."""
+    env = dict(os.environ)
+    if "SIGLIP_MODEL" not in env and (trained_model_dir(settings.home, "demo") / "model").is_dir():
+        env["SIGLIP_MODEL"] = "trained:demo"
+    return env
 
 
 def _free_port() -> int:
@@ -131,10 +139,7 @@ def main() -> None:
     p.add_argument("--out", type=Path, default=Path("outputs/bench/api_bench.csv"))
     args = p.parse_args()
     settings = load_settings()
-    env = dict(os.environ)
-    demo_model = settings.home / "models" / "siglip-demo" / "model"
-    if "SIGLIP_MODEL" not in os.environ and demo_model.is_dir():
-        env["SIGLIP_MODEL"] = str(demo_model)
+    env = demo_env(settings)
     image = args.image or next((settings.home / "libraries" / "demo" / "renders").rglob("00000.png"))
     server = serve_api(env, args.out.with_suffix(".server.log")) if args.url is None else given(args.url)
     with server as (base, _):

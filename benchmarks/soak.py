@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import random
 import statistics
 import sys
@@ -26,7 +25,7 @@ import httpx
 import psutil
 
 sys.path.insert(0, str(Path(__file__).parent))
-from api_bench import QUERIES, given, serve_api
+from api_bench import QUERIES, demo_env, given, serve_api
 
 from assetlib.config import load_settings
 from assetlib.records import write_csv
@@ -133,10 +132,7 @@ def main() -> None:
     p.add_argument("--out", type=Path, default=Path("outputs/bench/soak.csv"))
     args = p.parse_args()
     settings = load_settings()
-    env = dict(os.environ)
-    demo_model = settings.home / "models" / "siglip-demo" / "model"
-    if "SIGLIP_MODEL" not in os.environ and demo_model.is_dir():
-        env["SIGLIP_MODEL"] = str(demo_model)
+    env = demo_env(settings)
     library = settings.home / "libraries" / "demo"
     image = next((library / "renders").rglob("00000.png")).read_bytes()
     models = sorted((library / "glbs").rglob("*.glb"))[:20]

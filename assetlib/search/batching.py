@@ -84,8 +84,6 @@ class EncodeBatcher:
         self._worker: threading.Thread | None = None
         self._start_lock = threading.Lock()
         self._overlapping = False
-        self.batches = 0
-        self.encoded = 0
 
     # -- what callers use ----------------------------------------------------------------------
     def text(self, encoder: Encoder, text: str, language: str, role: TextRole = "query") -> Encoded:
@@ -183,7 +181,5 @@ class EncodeBatcher:
             return
         done = time.perf_counter()
         encode_ms = (done - started) * 1000
-        self.batches += 1
-        self.encoded += len(group)
         for job, vector in zip(group, vectors, strict=True):
             job.future.set_result(Encoded(vector, (started - job.queued) * 1000, encode_ms, len(group)))
