@@ -13,12 +13,14 @@ encode and database times each response reports. Needs an embedded library first
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import random
 import socket
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -30,16 +32,28 @@ import httpx
 from assetlib.config import Settings, load_settings, trained_model_dir
 from assetlib.records import write_csv
 
-QUERIES = [
-    "a red chair with four legs",
-    "一把红色的椅子",
-    "a blue car shaped like a van",
-    "一棵绿色的松树",
-    "a glossy white mug with a handle",
-    "一座两层的房子",
-    "a metallic rocket with three fins",
-    "一个粉色的蘑菇",
-]
+SIZES = (("small", "小"), ("large", "大"), ("tall", "高"), ("tiny", "迷你"), ("big", "巨大"))
+
+
+def distinct_queries(seed: int = 0) -> Iterator[str]:
+    """Endless English and Chinese queries, none repeated for 8,640 requests: the server's query
+    cache (search/query_cache.py) never answers them, so every request is encoded."""
+    from assetlib.library.demo.generator import COLOURS, MATERIALS
+    from assetlib.library.demo.objects import CATEGORIES
+
+    combos = [
+        text
+        for (colour, (_, colour_zh)), (_, _, material, material_zh), cat, (
+            size,
+            size_zh,
+        ) in itertools.product(COLOURS.items(), MATERIALS.values(), CATEGORIES, SIZES)
+        for text in (
+            f"a {size} {material} {colour} {cat.noun_en}",
+            f"一{cat.measure_zh}{size_zh}的{material_zh}{colour_zh}{cat.noun_zh}",
+        )
+    ]
+    random.Random(seed).shuffle(combos)
+    return itertools.cycle(combos)
 
 
 def demo_env(settings: Settings) -> dict[str, str]:
@@ -94,6 +108,7 @@ def _scenario(base: str, name: str, clients: int, per_client: int, send: object)
     queue: list[float] = []
     batch: list[float] = []
     db: list[float] = []
+    cached: list[float] = []
 
     def worker(seed: int) -> None:
         rng = random.Random(seed)
@@ -108,6 +123,7 @@ def _scenario(base: str, name: str, clients: int, per_client: int, send: object)
                 queue.append(timings.get("queue_ms", 0.0))  # older servers reported no queue
                 batch.append(timings.get("batch", 1))
                 db.append(timings["db_ms"])
+                cached.append(timings.get("cached", 0))
 
     started = time.perf_counter()
     with ThreadPoolExecutor(clients) as pool:
@@ -125,25 +141,37 @@ def _scenario(base: str, name: str, clients: int, per_client: int, send: object)
         "encode_ms_p50": round(statistics.median(encode), 1),
         "batch_mean": round(statistics.fmean(batch), 2),
         "db_ms_p50": round(statistics.median(db), 1),
+        "cached_share": round(statistics.fmean(cached), 2),
     }
 
 
 def main() -> None:
     """Run the scenarios and print the table."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--algorithm", default="siglip", choices=["siglip", "qwen", "e5"])
+    p.add_argument("--algorithm", default="siglip", choices=["siglip", "qwen", "e5", "e5lit"])
+    p.add_argument(
+        "--repeat-queries",
+        action="store_true",
+        help="ask four queries again and again (served from the query cache) instead of distinct ones",
+    )
     p.add_argument("--clients", type=int, nargs="+", default=[1, 4, 8])
     p.add_argument("--requests", type=int, default=40, help="per client")
-    p.add_argument("--image", type=Path, help="query image (default: a view of the demo library)")
+    p.add_argument("--image", type=Path, help="one query image (default: distinct views of the demo library)")
     p.add_argument("--url", help="benchmark this server instead of starting one")
     p.add_argument("--out", type=Path, default=Path("outputs/bench/api_bench.csv"))
     args = p.parse_args()
     settings = load_settings()
     env = demo_env(settings)
-    image = args.image or next((settings.home / "libraries" / "demo" / "renders").rglob("00000.png"))
+    # Distinct views, so that image queries are encoded, not answered by the query cache.
+    images = (
+        [args.image]
+        if args.image
+        else sorted((settings.home / "libraries" / "demo" / "renders").rglob("*.png"))
+    )
+    random.Random(0).shuffle(images)
     server = serve_api(env, args.out.with_suffix(".server.log")) if args.url is None else given(args.url)
     with server as (base, _):
-        rows = _run(base, args, image.read_bytes())
+        rows = _run(base, args, images)
     write_csv(rows, args.out)
     print(f"wrote {args.out}")
 
@@ -154,21 +182,32 @@ def given(url: str) -> Iterator[tuple[str, int | None]]:
     yield url.rstrip("/"), None
 
 
-def _run(base: str, args: argparse.Namespace, payload: bytes) -> list[dict]:
+def _run(base: str, args: argparse.Namespace, images: list[Path]) -> list[dict]:
     algorithm = args.algorithm
+    queries, lock = distinct_queries(), threading.Lock()
+    views = itertools.cycle(images)
+    repeated = ["a red chair", "一把红色的椅子", "a blue car", "一棵绿色的树"]
+
+    def next_query(rng: random.Random) -> str:
+        if args.repeat_queries:  # the cached path: a handful of queries asked again and again
+            return rng.choice(repeated)
+        with lock:
+            return next(queries)
 
     def text_to_image(client: httpx.Client, rng: random.Random) -> httpx.Response:
         return client.post(
             "/search/text",
-            json={"query": rng.choice(QUERIES), "algorithm": algorithm, "cross_modal": True, "top_k": 10},
+            json={"query": next_query(rng), "algorithm": algorithm, "cross_modal": True, "top_k": 10},
         )
 
     def text_to_text(client: httpx.Client, rng: random.Random) -> httpx.Response:
         return client.post(
-            "/search/text", json={"query": rng.choice(QUERIES), "algorithm": algorithm, "top_k": 10}
+            "/search/text", json={"query": next_query(rng), "algorithm": algorithm, "top_k": 10}
         )
 
     def image_to_image(client: httpx.Client, rng: random.Random) -> httpx.Response:
+        with lock:
+            payload = next(views).read_bytes()
         return client.post(
             "/search/image",
             params={"algorithm": algorithm, "top_k": 10},
@@ -192,7 +231,7 @@ def _run(base: str, args: argparse.Namespace, payload: bytes) -> list[dict]:
                 f"{r['scenario']:<12} clients {clients:>2}  p50 {r['p50_ms']:7.1f} ms  "
                 f"p95 {r['p95_ms']:7.1f} ms  {r['req_per_s']:6.1f} req/s   "
                 f"(server p50: queue {r['queue_ms_p50']} ms, encode {r['encode_ms_p50']} ms "
-                f"in batches of {r['batch_mean']}, db {r['db_ms_p50']} ms)"
+                f"in batches of {r['batch_mean']}, db {r['db_ms_p50']} ms; cached {r['cached_share']:.0%})"
             )
     return rows
 

@@ -133,3 +133,58 @@ def test_an_algorithm_without_a_key_is_unavailable_not_a_client_error(demo_world
     keyless = demo_world.settings.model_copy(update={"dashscope_api_key": None})
     with SearchService(keyless) as svc, pytest.raises(AlgorithmUnavailable, match="DASHSCOPE_API_KEY"):
         svc.search_text("a chair", "qwen")
+
+
+def test_a_query_asked_again_is_served_from_the_cache_with_the_same_vector(demo_world):
+    from PIL import Image
+
+    with SearchService(demo_world.settings) as svc:
+        encoder = svc.encoder("siglip")
+        calls = {"texts": 0, "images": 0}
+        original_texts, original_images = encoder.encode_texts, encoder.encode_images
+
+        def count_texts(*args, **kwargs):
+            calls["texts"] += 1
+            return original_texts(*args, **kwargs)
+
+        def count_images(*args, **kwargs):
+            calls["images"] += 1
+            return original_images(*args, **kwargs)
+
+        encoder.encode_texts, encoder.encode_images = count_texts, count_images  # type: ignore[method-assign]
+        try:
+            first = svc.search_text("a small red chair", "siglip", "text_to_text", top_k=5)
+            again = svc.search_text("a small red chair", "siglip", "text_to_image", top_k=5)
+            other = svc.search_text("a small red chair", "siglip", "text_to_text", "en")
+            assert calls["texts"] == 1 and first.timings_ms["cached"] == 0
+            assert again.timings_ms["cached"] == 1 and again.timings_ms["encode_ms"] == 0
+            assert [h.asset_id for h in other.hits][:5] == [h.asset_id for h in first.hits]
+            svc.search_text("a small blue chair", "siglip", "text_to_text")
+            assert calls["texts"] == 2  # another text is encoded
+            view = Image.open(demo_world.assets[0].view_paths[0]).convert("RGB")
+            svc.search_images([view], "siglip", "image_to_image")
+            svc.search_images([view.copy()], "siglip", "image_to_text")  # same pixels, another object
+            assert calls["images"] == 1
+            svc.search_images([view.rotate(90)], "siglip", "image_to_image")
+            assert calls["images"] == 2 and svc.query_cache.hits == 3  # two texts and one image
+        finally:
+            encoder.encode_texts, encoder.encode_images = original_texts, original_images  # type: ignore[method-assign]
+
+
+def test_the_query_cache_forgets_the_oldest_and_keys_on_the_encoder_version():
+    import numpy as np
+
+    from assetlib.encoders.base import EncoderInfo
+    from assetlib.search.query_cache import QueryCache, text_key
+
+    cache = QueryCache(max_entries=2)
+    v1 = EncoderInfo("siglip:a", "siglip", "a", 2, frozenset({"text"}), ("en",), version="1")
+    v2 = EncoderInfo("siglip:a", "siglip", "a", 2, frozenset({"text"}), ("en",), version="2")
+    cache.put(text_key(v1, "one", "en", "query"), np.ones(2))
+    cache.put(text_key(v1, "two", "en", "query"), np.zeros(2))
+    assert cache.get(text_key(v2, "one", "en", "query")) is None  # retrained weights: not the same vector
+    assert cache.get(text_key(v1, "one", "en", "query")) is not None  # now the most recent
+    cache.put(text_key(v1, "three", "en", "query"), np.ones(2))
+    assert cache.get(text_key(v1, "two", "en", "query")) is None  # the oldest went
+    vector = cache.get(text_key(v1, "three", "en", "query"))
+    assert vector is not None and not vector.flags.writeable

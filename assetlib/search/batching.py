@@ -35,6 +35,7 @@ class Encoded:
     queue_ms: float
     encode_ms: float
     batch: int
+    cached: bool = False  # the vector came from the query cache (search/query_cache.py): no encoding
 
     def timings(self) -> dict[str, float]:
         """The figures a search reports beside its database time."""
@@ -42,6 +43,7 @@ class Encoded:
             "queue_ms": round(self.queue_ms, 2),
             "encode_ms": round(self.encode_ms, 2),
             "batch": self.batch,
+            "cached": int(self.cached),
         }
 
 

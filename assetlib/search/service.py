@@ -21,6 +21,7 @@ from assetlib.media.render import RenderSettings
 from assetlib.media.render_worker import RenderPool
 from assetlib.search.batching import EncodeBatcher, Encoded
 from assetlib.search.fusion import FUSION_DEPTH, rrf_fuse
+from assetlib.search.query_cache import QueryCache, image_key, text_key
 from assetlib.store.db import ConnectionLost, Database
 from assetlib.store.indexes import ann_indexes
 from assetlib.store.knn import SearchTuning, StoreHit, knn, knn_pooled
@@ -135,6 +136,7 @@ class SearchService:
         self._encoders: dict[str, Encoder] = {}
         self._layouts: dict[str, tuple[float, frozenset[VectorKind]]] = {}
         self._renderers: RenderPool | None = None
+        self.query_cache = QueryCache()
         self.batcher = EncodeBatcher(
             max_batch=settings.query_batch_max,
             window_ms=settings.query_batch_window_ms,
@@ -253,7 +255,10 @@ class SearchService:
         modes = FUSED_PARTS[QueryKind.TEXT] if chosen is Mode.FUSED else (chosen,)
         self._check_modalities(encoder, modes)
         k = check_top_k(top_k, self.settings.default_top_k)
-        encoded = self.batcher.text(encoder, text, lang, role="query")
+        key = text_key(encoder.info, text, lang, "query")
+        encoded = self._cached(key) or self._remember(
+            key, self.batcher.text(encoder, text, lang, role="query")
+        )
         return self._run(encoder, algorithm, chosen, modes, encoded, lang, k, high_quality_only, layout)
 
     def search_images(
@@ -273,7 +278,12 @@ class SearchService:
         modes = FUSED_PARTS[QueryKind.IMAGE] if chosen is Mode.FUSED else (chosen,)
         self._check_modalities(encoder, modes)
         k = check_top_k(top_k, self.settings.default_top_k)
-        encoded = self.batcher.images(encoder, list(images))
+        # One image is looked up by its pixels; an object's views (query by model) are rendered anew
+        # each time and not cached.
+        key = image_key(encoder.info, images[0]) if len(images) == 1 else None
+        encoded = (key and self._cached(key)) or self.batcher.images(encoder, list(images))
+        if key is not None and not encoded.cached:
+            self._remember(key, encoded)
         return self._run(encoder, algorithm, chosen, modes, encoded, None, k, high_quality_only, layout)
 
     def search_model(
@@ -293,6 +303,14 @@ class SearchService:
         result.timings_ms["render_ms"] = round(render_ms, 2)
         result.notes = rendered.notes
         return result
+
+    def _cached(self, key: tuple[str, ...]) -> Encoded | None:
+        vector = self.query_cache.get(key)
+        return Encoded(vector, 0.0, 0.0, 0, cached=True) if vector is not None else None
+
+    def _remember(self, key: tuple[str, ...], encoded: Encoded) -> Encoded:
+        self.query_cache.put(key, encoded.vector)
+        return encoded
 
     def renderers(self) -> RenderPool:
         """The warm renderer processes for query-by-model (started on first use, or by `warm`)."""
