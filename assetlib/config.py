@@ -30,9 +30,9 @@ SOURCE_TREE = PACKAGE_DIR.parent
 RUNNER_KEYS = frozenset({"stages", "run"})
 
 
-def trained_model_dir(home: Path, name: str) -> Path:
-    """Where `assetlib train --name <name>` keeps a model (its checkpoints, curves and `model/`)."""
-    return home / "models" / f"siglip-{name}"
+def trained_model_dir(home: Path, name: str, algorithm: str = "siglip") -> Path:
+    """Where `assetlib train [--algorithm a] --name <name>` keeps a model (checkpoints, curves, `model/`)."""
+    return home / "models" / f"{algorithm}-{name}"
 
 
 class ConfigError(ValueError):
@@ -105,6 +105,11 @@ class Settings(BaseModel):
         default="google/siglip-base-patch16-224",
         min_length=1,
         description="hub id, local directory, or trained:<name> (a model assetlib train wrote)",
+    )
+    e5lit_model: str = Field(
+        default="trained:demo",
+        min_length=1,
+        description="the e5-aligned image tower: a directory, or trained:<name> (`assetlib train -a e5lit`)",
     )
     siglip_max_num_patches: int | None = Field(
         default=None,
@@ -196,14 +201,15 @@ class Settings(BaseModel):
     def _expand_home(cls, value: Path | None) -> Path | None:
         return value.expanduser() if value is not None else None
 
-    @field_validator("siglip_model")
+    @field_validator("siglip_model", "e5lit_model")
     @classmethod
     def _trained_model(cls, value: str, info: ValidationInfo) -> str:
         # "trained:<name>" names a model `assetlib train --name <name>` wrote under ASSETLIB_HOME, so
         # params files and the environment need no machine-specific path.
         if value.startswith("trained:"):
             home = info.data.get("home") or Path("~/.assetlib").expanduser()
-            return str(trained_model_dir(Path(home), value.removeprefix("trained:")) / "model")
+            algorithm = "e5lit" if info.field_name == "e5lit_model" else "siglip"
+            return str(trained_model_dir(Path(home), value.removeprefix("trained:"), algorithm) / "model")
         return value
 
     @field_validator(

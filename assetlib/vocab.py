@@ -17,6 +17,7 @@ class Algorithm(StrEnum):
     SIGLIP = "siglip"
     QWEN = "qwen"
     E5 = "e5"
+    E5LIT = "e5lit"  # frozen e5 text + an image tower trained into its space (LiT-style)
 
 
 def parse_algorithm(spec: str) -> tuple[Algorithm, str]:

@@ -91,6 +91,7 @@ def embedded_library(
     seed: int,
     prefix: str,
     algorithms: tuple[str, ...] = ("siglip", "e5", "qwen"),
+    **overrides: str,
 ):
     """A small demo library embedded with a tiny SigLIP, e5 and Qwen (through a fake DashScope).
 
@@ -120,6 +121,7 @@ def embedded_library(
         dashscope_base_url=fake_base_url,
         qwen_dimension=64,
         qwen_requests_per_minute=100_000,
+        **overrides,
     )
     with Database.open(settings) as db:
         for algorithm in algorithms:

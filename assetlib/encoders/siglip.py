@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -38,6 +39,26 @@ if TYPE_CHECKING:
     from torch import Tensor
 
 log = logging.getLogger(__name__)
+
+
+class _DefaultTextConfigWarning(logging.Filter):
+    """Drops transformers' warning about its own SiglipTextConfig defaults (bos 49406, eos 49407).
+
+    transformers 5 builds a default `SiglipTextConfig()` (vocabulary 32,000, CLIP's bos/eos ids
+    49406/49407) to diff any SigLIP config against when it logs or saves one, and validating that
+    default warns "bos_token_id must be None or an integer within the vocabulary… got 49406". The
+    ids are the library's, not the checkpoint's (ours have eos 1 and no bos, and SigLIP adds
+    neither), so this one message is dropped; a checkpoint's own bad ids still warn.
+    """
+
+    _DEFAULTS = re.compile(r"(bos|eos)_token_id must be .*between 0 and 31999\), got 4940[67]\.")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """False for the default-config warning only."""
+        return not self._DEFAULTS.search(record.getMessage())
+
+
+logging.getLogger("transformers.configuration_utils").addFilter(_DefaultTextConfigWarning())
 
 SIDECAR = "assetlib.json"  # written next to models trained by assetlib: display name, languages, card
 SiglipKind = Literal["siglip", "siglip2", "siglip2-naflex"]

@@ -5,6 +5,7 @@ Definitions (binary relevance; `ranked` is the system's list, best first; `relev
   call "Recall@k"; reported as `r@k`.
 - recall@k: the fraction of all relevant items that appear in the top k (differs from hit@k
   whenever a query has more than one relevant item); reported as `recall@k`.
+- precision@k: the share of the top k that is relevant (what a user sees on the first page).
 - MRR: 1 / rank of the first relevant item (0 when none is retrieved).
 - AP (averaged into mAP): mean over the relevant items of precision at each relevant item's rank;
   relevant items never retrieved count as precision 0 (divide by |relevant|).
@@ -36,6 +37,12 @@ def recall_at_k(ranked: Sequence, relevant: set, k: int) -> float:
     return len(set(ranked[:k]) & relevant) / len(relevant)
 
 
+def precision_at_k(ranked: Sequence, relevant: set, k: int) -> float:
+    """Share of the top k that is relevant (k in the denominator even when fewer were returned)."""
+    _check(relevant)
+    return sum(1 for item in ranked[:k] if item in relevant) / k
+
+
 def reciprocal_rank(ranked: Sequence, relevant: set) -> float:
     """1 / rank of the first relevant item; 0 when none is in the list."""
     _check(relevant)
@@ -65,7 +72,8 @@ def ndcg_at_k(ranked: Sequence, relevant: set, k: int) -> float:
 
 
 def summarize(rankings: Sequence[Sequence], relevants: Sequence[set], ks: Sequence[int] = (1, 5, 10)) -> dict:
-    """Mean of every metric over queries: r@k (hit), recall@k, mrr, map, ndcg@10, and the query count."""
+    """Mean of every metric over queries: r@k (hit), recall@k, precision@10, mrr, map, ndcg@10, and the
+    query count."""
     if len(rankings) != len(relevants):
         raise ValueError("one relevant set per ranking")
     n = len(rankings)
@@ -77,6 +85,9 @@ def summarize(rankings: Sequence[Sequence], relevants: Sequence[set], ks: Sequen
         out[f"recall@{k}"] = (
             sum(recall_at_k(r, rel, k) for r, rel in zip(rankings, relevants, strict=True)) / n
         )
+    out["precision@10"] = (
+        sum(precision_at_k(r, rel, 10) for r, rel in zip(rankings, relevants, strict=True)) / n
+    )
     out["mrr"] = sum(reciprocal_rank(r, rel) for r, rel in zip(rankings, relevants, strict=True)) / n
     out["map"] = sum(average_precision(r, rel) for r, rel in zip(rankings, relevants, strict=True)) / n
     out["ndcg@10"] = sum(ndcg_at_k(r, rel, 10) for r, rel in zip(rankings, relevants, strict=True)) / n

@@ -64,15 +64,18 @@ def plot_report(report: EvalReport) -> dict[str, str]:
 
     use_cjk_font()
     files = {}
-    fig, axes = plt.subplots(1, 2, figsize=(13, 4.5), sharey=True)
-    for ax, kind in zip(axes, ("text", "image"), strict=True):
+    panels = [("text", "in-grammar"), ("text", "natural"), ("image", "in-grammar")]
+    if not any(r.get("query_set") == "natural" for r in report.rows):
+        panels.remove(("text", "natural"))
+    fig, axes = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), 4.5), sharey=True)
+    for ax, (kind, query_set) in zip(axes, panels, strict=True):
         for row in report.rows:
-            if row["kind"] == kind:
+            if row["kind"] == kind and row.get("query_set", "in-grammar") == query_set:
                 ax.plot(range(1, TOP_K + 1), report.curves[row["label"]], label=row["label"], lw=1.2)
         ax.set(
             xlabel="k",
             ylabel="recall@k (a relevant asset in the top k)",
-            title=f"{kind} queries",
+            title=f"{kind} queries ({query_set})",
             xscale="log",
             ylim=(0, 1.02),
         )
@@ -109,6 +112,7 @@ def _best_per_algorithm(rows: list[dict], kind: str, mode: str) -> list[str]:
     for row in rows:
         if (
             row["kind"] == kind
+            and row.get("query_set", "in-grammar") == "in-grammar"
             and row["mode"] == mode
             and row.get("r@10", 0) >= best.get(row["algorithm"], {}).get("r@10", -1)
         ):
@@ -119,6 +123,7 @@ def _best_per_algorithm(rows: list[dict], kind: str, mode: str) -> list[str]:
 COMPARISON_COLUMNS = (
     "algorithm",
     "queries",
+    "set",
     "mode",
     "layout",
     "lang",
@@ -126,6 +131,7 @@ COMPARISON_COLUMNS = (
     "r@5",
     "r@10",
     "recall@10",
+    "p@10",
     "MRR",
     "mAP",
     "nDCG@10",
@@ -139,11 +145,14 @@ def comparison_cells(row: dict, readable_modes: bool = False) -> list[str]:
     The layout column says what the layout means for that encoder ("pooled: …", "mean of views
     only", "fused views"); `readable_modes` writes modes as the dashboard names them.
     """
-    metrics = [f"{row[k]:.3f}" for k in ("r@1", "r@5", "r@10", "recall@10", "mrr", "map", "ndcg@10")]
+    keys = ("r@1", "r@5", "r@10", "recall@10", "precision@10", "mrr", "map", "ndcg@10")
+    # Reports written before precision@10 existed show a dash there.
+    metrics = [f"{row[k]:.3f}" if k in row else "–" for k in keys]
     mode = MODE_TITLES[Mode(row["mode"])] if readable_modes else row["mode"]
     return [
         row["algorithm"],
         row["kind"],
+        row.get("query_set", "in-grammar"),
         mode,
         row.get("layout_label") or row.get("layout") or "–",
         row.get("language") or "–",
@@ -156,9 +165,10 @@ def fusion_gains(rows: list[dict]) -> list[dict]:
     """Per algorithm, query kind and language: the best single mode's r@10 against the best fused one."""
     groups: dict[tuple, list[dict]] = {}
     for row in rows:
-        groups.setdefault((row["algorithm"], row["kind"], row.get("language")), []).append(row)
+        key = (row["algorithm"], row["kind"], row.get("language"), row.get("query_set", "in-grammar"))
+        groups.setdefault(key, []).append(row)
     out = []
-    for (algorithm, kind, language), group in groups.items():
+    for (algorithm, kind, language, query_set), group in groups.items():
         fused = [r for r in group if r["mode"] == Mode.FUSED]
         single = [r for r in group if r["mode"] != Mode.FUSED]
         if fused and single:
@@ -169,6 +179,7 @@ def fusion_gains(rows: list[dict]) -> list[dict]:
                 {
                     "algorithm": algorithm,
                     "queries": kind,
+                    "set": query_set,
                     "language": language,
                     "best single mode": f"{best['mode']} ({layout})",
                     "single r@10": best["r@10"],
@@ -177,6 +188,59 @@ def fusion_gains(rows: list[dict]) -> list[dict]:
                 }
             )
     return out
+
+
+def natural_language_table(rows: list[dict]) -> list[dict]:
+    """Per algorithm, text mode and language: the natural-language set beside the in-grammar one.
+
+    Each row is the layout that answered the natural queries best (by hit@10): hit@10,
+    precision@10 and MRR on the natural set, and hit@10 and precision@10 on the in-grammar set in
+    the same configuration. Empty when the evaluation had no natural set.
+    """
+    in_grammar = {
+        (r["algorithm"], r["mode"], r.get("layout"), r.get("language")): r
+        for r in rows
+        if r["kind"] == "text" and r.get("query_set", "in-grammar") == "in-grammar"
+    }
+    best: dict[tuple, dict] = {}
+    for row in rows:
+        if row.get("query_set") != "natural":
+            continue
+        key = (row["algorithm"], row["mode"], row.get("language"))
+        if row["r@10"] > best.get(key, {}).get("r@10", -1):
+            best[key] = row
+    out = []
+    for (algorithm, mode, language), row in sorted(
+        best.items(), key=lambda kv: (kv[0][2], kv[0][0], kv[0][1])
+    ):
+        same = in_grammar.get((algorithm, mode, row.get("layout"), language), {})
+        out.append(
+            {
+                "algorithm": algorithm,
+                "mode": mode,
+                "layout": row.get("layout_label") or row.get("layout") or "–",
+                "language": language,
+                "natural hit@10": row["r@10"],
+                "natural precision@10": row.get("precision@10"),
+                "natural MRR": row["mrr"],
+                "natural queries": row["queries"],
+                "in-grammar hit@10": same.get("r@10"),
+                "in-grammar precision@10": same.get("precision@10"),
+            }
+        )
+    return out
+
+
+def best_for_natural_queries(rows: list[dict]) -> tuple[str, str] | None:
+    """(algorithm, mode) whose text searches answered the natural-language set best, by hit@10 and
+    then precision@10 averaged over languages; None without a natural set."""
+    scores: dict[tuple[str, str], list[tuple[float, float]]] = {}
+    for row in natural_language_table(rows):
+        precision = row["natural precision@10"] or 0.0
+        scores.setdefault((row["algorithm"], row["mode"]), []).append((row["natural hit@10"], precision))
+    if not scores:
+        return None
+    return max(scores, key=lambda key: tuple(float(np.mean(v)) for v in zip(*scores[key], strict=True)))
 
 
 def comparison_table(rows: list[dict]) -> str:

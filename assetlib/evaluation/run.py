@@ -24,7 +24,7 @@ from PIL import Image
 from psycopg import sql
 
 from assetlib.evaluation.metrics import hit_curve, summarize
-from assetlib.evaluation.queries import Query, QuerySet
+from assetlib.evaluation.queries import IN_GRAMMAR, Query, QuerySet
 from assetlib.evaluation.report import REPORT_FILES, TOP_K, EvalReport, read_report, write_report
 from assetlib.logs import progress as progress_bar
 from assetlib.media.images import load_rgb
@@ -146,6 +146,7 @@ def evaluate(
         relevants: list[set[str]] = []
         latencies: list[float] = []
         groups: list[str] = []
+        sets: list[str] = []
         try:
             for q in selected:
                 # A database restart mid-evaluation is waited for and the query asked again; its
@@ -157,23 +158,33 @@ def evaluate(
                 rankings.append([h.asset_id for h in result.hits])
                 relevants.append(set(q.relevant))
                 groups.append(q.group.split("/")[0])
+                sets.append(q.query_set)
         except (AlgorithmUnavailable, SearchError) as exc:
             log.warning("evaluation of %s failed: %s", config.label, exc)
             continue
-        metrics = summarize(rankings, relevants)
-        row = {
-            **asdict(config),
-            "label": config.label,
-            **{k: round(v, 4) for k, v in metrics.items()},
-            "latency_p50_ms": round(statistics.median(latencies), 2),
-            "latency_p95_ms": round(float(np.percentile(latencies, 95)), 2),
-        }
-        rows.append(row)
-        curves[config.label] = [round(v, 4) for v in hit_curve(rankings, relevants, TOP_K)]
-        by_cat: dict[str, list[float]] = {}
-        for ranking, rel, cat in zip(rankings, relevants, groups, strict=True):
-            by_cat.setdefault(cat, []).append(1.0 if set(ranking[:10]) & rel else 0.0)
-        per_category[config.label] = {c: round(float(np.mean(v)), 4) for c, v in sorted(by_cat.items())}
+        # One row per query set (in-grammar, natural): the same searches, reported side by side.
+        for query_set_name in sorted(set(sets), key=lambda s: (s != IN_GRAMMAR, s)):
+            keep = [i for i, s in enumerate(sets) if s == query_set_name]
+            label = config.label if query_set_name == IN_GRAMMAR else f"{config.label} [{query_set_name}]"
+            picked_rankings = [rankings[i] for i in keep]
+            picked_relevants = [relevants[i] for i in keep]
+            metrics = summarize(picked_rankings, picked_relevants)
+            picked_latencies = [latencies[i] for i in keep]
+            rows.append(
+                {
+                    **asdict(config),
+                    "query_set": query_set_name,
+                    "label": label,
+                    **{k: round(v, 4) for k, v in metrics.items()},
+                    "latency_p50_ms": round(statistics.median(picked_latencies), 2),
+                    "latency_p95_ms": round(float(np.percentile(picked_latencies, 95)), 2),
+                }
+            )
+            curves[label] = [round(v, 4) for v in hit_curve(picked_rankings, picked_relevants, TOP_K)]
+            by_cat: dict[str, list[float]] = {}
+            for i in keep:
+                by_cat.setdefault(groups[i], []).append(1.0 if set(rankings[i][:10]) & relevants[i] else 0.0)
+            per_category[label] = {c: round(float(np.mean(v)), 4) for c, v in sorted(by_cat.items())}
     log.info("evaluated %d configurations over %d queries", len(rows), len(query_set.queries))
     report = EvalReport(rows, curves, per_category, out_dir)
     write_report(report, query_set.source, query_set.seed)

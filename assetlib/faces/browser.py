@@ -82,25 +82,37 @@ def viewer_model(page: Any) -> str | None:
     return page.get_attribute(".assetlib-viewer", "data-model")
 
 
-def wait_for_viewer(page: Any, loads_before: int = 0) -> str:
+def wait_for_viewer(page: Any, loads_before: int = 0, timeout_ms: int = TIMEOUT_MS) -> str:
     """Wait until the 3D viewer has loaded one more model than `loads_before` (or failed); its status."""
     page.wait_for_function(
         "n => { const v = document.querySelector('.assetlib-viewer'); return v && "
         "(Number(v.dataset.loads || 0) > n || v.dataset.status === 'error'); }",
         arg=loads_before,
-        timeout=TIMEOUT_MS,
+        timeout=timeout_ms,
     )
     return page.get_attribute(".assetlib-viewer", "data-status")
 
 
-def take_dashboard_screenshots(url: str, out_dir: Path, query: str = "a red chair") -> dict[str, Path]:
-    """Screenshots for a run folder: after a text query, and with the 3D viewer open on a result."""
+# Asked the way people type, searched text → image with the dashboard's default algorithm.
+SCREENSHOT_QUERIES = ("a seat for one person", "能在天上飞的东西")
+
+
+def take_dashboard_screenshots(
+    url: str, out_dir: Path, queries: tuple[str, ...] = SCREENSHOT_QUERIES, mode: str = "cross-modal"
+) -> dict[str, Path]:
+    """Screenshots for a run folder: after each text query (in `mode`), and with the 3D viewer open on a
+    result of the last one. The first query's is dashboard_query.png, the next dashboard_query_2.png…"""
     out_dir.mkdir(parents=True, exist_ok=True)
-    shots = {"query": out_dir / "dashboard_query.png", "viewer": out_dir / "dashboard_viewer.png"}
+    names = ["dashboard_query", *(f"dashboard_query_{i}" for i in range(2, len(queries) + 1))]
+    shots = {name: out_dir / f"{name}.png" for name in names} | {"viewer": out_dir / "dashboard_viewer.png"}
     with dashboard_page(url) as page:
-        run_query(page, query)
-        wait_for_viewer(page)  # the first result opens by itself
-        page.screenshot(path=str(shots["query"]), full_page=True)
+        page.get_by_role("button", name=mode).click()
+        for name, query in zip(names, queries, strict=True):
+            loads = viewer_loads(page)
+            run_query(page, query)
+            wait_for_viewer(page, loads, timeout_ms=15_000)  # the first result opens by itself
+            page.screenshot(path=str(shots[name]), full_page=True)
+            log.info("screenshot of %r: %s", query, shots[name].name)
         loads = viewer_loads(page)
         page.locator(".al-card").nth(1).get_by_role("button", name="View in 3D").click()
         status = wait_for_viewer(page, loads)

@@ -209,26 +209,30 @@ def cmd_embed(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    """Train a small SigLIP from scratch (or fine-tune one) on a library; reuse it when already trained."""
+    """Train a small SigLIP (or fine-tune one), or the e5-aligned image tower, on a library; reuse it
+    when already trained."""
     from assetlib.pipeline.stages import train
 
+    lit = args.algorithm == Algorithm.E5LIT
     stage = train(
         _settings(args),
         args.library,
         name=args.name,
         init=args.init,
         out_dir=args.out,
-        steps=args.steps,
+        steps=args.steps or (200 if lit else 300),
         max_seconds=args.seconds,
         batch_size=args.batch,
-        learning_rate=args.lr,
+        learning_rate=args.lr or (1e-3 if lit else 5e-4),
         seed=args.seed,
         run_dir=args.run_dir,
+        algorithm=args.algorithm,
     )
     result = stage.result
     state = "reused" if result.reused else f"trained {result.steps} steps in {result.seconds:.0f}s"
     print(f"model:    {result.model_dir}  ({state})")
-    print(f"encoder:  siglip:{result.model_dir}  (stored as siglip:{args.name})")
+    setting = "E5LIT_MODEL" if lit else "SIGLIP_MODEL"
+    print(f"use it:   {setting}={result.model_dir}  (stored as {args.algorithm}:{args.name})")
     for key, value in sorted(result.metrics.items()):
         print(f"  {key:<34} {value:.3f}")
     return 0
@@ -398,14 +402,23 @@ def build_parser() -> argparse.ArgumentParser:
     embed.add_argument("--no-load", action="store_true", help="write shards only; do not load the store")
 
     train = add(sub, "train", cmd_train)
+    train.add_argument(
+        "-a",
+        "--algorithm",
+        choices=[Algorithm.SIGLIP.value, Algorithm.E5LIT.value],
+        default=Algorithm.SIGLIP.value,
+        help="siglip: a small SigLIP (or fine-tune one); e5lit: an image tower aligned to frozen e5",
+    )
     train.add_argument("--library", help="library folder (default: the demo library)")
-    train.add_argument("--out", help="output folder (default: $ASSETLIB_HOME/models/siglip-<name>)")
-    train.add_argument("--name", default="demo", help="model name; its vectors are stored as siglip:<name>")
-    train.add_argument("--init", help="hub id or directory to fine-tune (default: from scratch)")
-    train.add_argument("--steps", type=int, default=300)
+    train.add_argument("--out", help="output folder (default: $ASSETLIB_HOME/models/<algorithm>-<name>)")
+    train.add_argument(
+        "--name", default="demo", help="model name; its vectors are stored as <algorithm>:<name>"
+    )
+    train.add_argument("--init", help="siglip only: hub id or directory to fine-tune (default: from scratch)")
+    train.add_argument("--steps", type=int, help="default: 300 (siglip), 200 (e5lit)")
     train.add_argument("--seconds", type=float, default=900.0, help="stop early after this long")
     train.add_argument("--batch", type=int, default=128)
-    train.add_argument("--lr", type=float, default=5e-4)
+    train.add_argument("--lr", type=float, help="default: 5e-4 (siglip), 1e-3 (e5lit)")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--run-dir", help="write the training curves and held-out metrics here")
 

@@ -34,6 +34,7 @@ from assetlib.config import (
     read_params_file,
     settings_environment,
 )
+from assetlib.pipeline.run_log import run_logging
 from assetlib.pipeline.stages import NEEDS_API_KEY, StageName, read_stage_metrics
 from assetlib.records import write_json
 
@@ -143,7 +144,7 @@ def validate_params(params: PipelineParams, selected: Sequence[str]) -> list[str
     for stage in STAGES:
         if stage.name not in params.stages:
             continue
-        declared = pm.inspect_notebook(str(stage.notebook))
+        declared = _quietly(pm.inspect_notebook, str(stage.notebook))
         for key in INJECTED:
             if key not in declared:
                 problems.append(f"{stage.name}: the notebook declares no `{key}` parameter")
@@ -299,8 +300,20 @@ def run_pipeline(
     manifest.data["status"] = "running"
     manifest.save()
     point_latest(outputs, run_dir)
-    log.info("run folder %s (outputs/latest points at it)", run_dir)
+    with run_logging(run_dir) as run_log:
+        log.info("run folder %s (outputs/latest points at it; full log: %s)", run_dir, run_log.name)
+        return _run_stages(params, settings, selected, run_dir, timeout, manifest, resume)
 
+
+def _run_stages(
+    params: PipelineParams,
+    settings: Settings,
+    selected: Sequence[str],
+    run_dir: Path,
+    timeout: int,
+    manifest: Manifest,
+    resume: str | None,
+) -> Manifest:
     started = time.perf_counter()
     with _environment(settings_environment(settings)):
         for stage in STAGES:
@@ -341,6 +354,17 @@ def _skip_reason(
     return None
 
 
+def _quietly(call: Any, *args: Any) -> Any:
+    """Call with papermill's INFO lines ("Input Notebook: …", one per notebook inspected) held back."""
+    papermill = logging.getLogger("papermill")
+    level = papermill.level
+    papermill.setLevel(logging.WARNING)
+    try:
+        return call(*args)
+    finally:
+        papermill.setLevel(level)
+
+
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
@@ -369,6 +393,9 @@ def _run_stage(stage: Stage, values: dict, run_dir: Path, timeout: int, manifest
             log_output=True,
             kernel_name="python3",
             cwd=str(Path.cwd()),
+            # The kernel's own app logger warns on every start that its local TCP channel is not
+            # encrypted (one line per stage on the terminal, nothing a user can act on).
+            extra_arguments=["--IPKernelApp.log_level=ERROR"],
         )
     except Exception as exc:
         seconds = round(time.perf_counter() - started, 1)

@@ -42,6 +42,7 @@ class StageName(StrEnum):
     BUILD_LIBRARY = "00_build_library"
     TRANSLATE = "01_translate_captions"
     TRAIN = "02a_train_siglip"
+    TRAIN_E5LIT = "02b_train_e5lit"
     EMBED_SIGLIP = "02_embed_siglip"
     EMBED_QWEN = "03_embed_qwen"
     POPULATE = "04_populate_database"
@@ -238,23 +239,31 @@ def train(
     learning_rate: float = 5e-4,
     seed: int = 0,
     run_dir: str | Path | None = None,
+    algorithm: str = "siglip",
 ) -> TrainStage:
-    """Train SigLIP on a library (from scratch, or fine-tune `init`); reuse the model when unchanged."""
+    """Train SigLIP (from scratch, or fine-tune `init`) or the e5-aligned image tower (`algorithm`
+    "e5lit") on a library; reuse the model when unchanged."""
+    from assetlib.encoders.registry import text_cache_dir
+    from assetlib.train.lit import LitConfig, ensure_lit
     from assetlib.train.trainer import TrainConfig, ensure_trained, plot_history
 
     assets = open_library(settings, root).assets
-    cfg = replace(
-        TrainConfig(),
-        name=name,
-        init=init or None,
-        max_steps=steps,
-        max_seconds=max_seconds,
-        batch_size=batch_size,
-        lr=learning_rate,
-        seed=seed,
-    )
-    target = Path(out_dir) if out_dir else trained_model_dir(settings.home, name)
-    result = ensure_trained(assets, target, cfg)
+    common: dict[str, Any] = {"name": name, "max_steps": steps, "max_seconds": max_seconds}
+    common["batch_size"] = batch_size
+    common |= {"lr": learning_rate, "seed": seed}
+    target = Path(out_dir) if out_dir else trained_model_dir(settings.home, name, algorithm)
+    if algorithm == Algorithm.E5LIT:
+        if init:
+            raise ValueError("the e5-aligned image tower trains from scratch: leave init empty")
+        cache = text_cache_dir(settings)
+        result = ensure_lit(assets, target, replace(LitConfig(), **common), text_cache=cache)
+        stage, note = StageName.TRAIN_E5LIT, "image tower trained here from random weights; text: frozen e5"
+    elif algorithm == Algorithm.SIGLIP:
+        result = ensure_trained(assets, target, replace(TrainConfig(), init=init or None, **common))
+        stage = StageName.TRAIN
+        note = f"fine-tuned {init}" if init else "trained here from random weights, not Google's SigLIP"
+    else:
+        raise ValueError(f"cannot train {algorithm!r}: siglip or e5lit")
     card = (result.model_dir / "README.md").read_text(encoding="utf-8")
     curves = None
     if run_dir is not None:
@@ -264,16 +273,14 @@ def train(
         write_json(out / "train_metrics.json", result.metrics, indent=2)
         write_stage_metrics(
             out,
-            StageName.TRAIN,
+            stage,
             "done",
             model=str(result.model_dir),
             reused=result.reused,
             steps=result.steps,
             seconds=round(result.seconds, 1),
             heldout_recall_at_10=result.metrics,
-            note="trained here from random weights, not Google's SigLIP"
-            if not init
-            else f"fine-tuned {init}",
+            note=note,
         )
     return TrainStage(result, curves, card)
 
@@ -425,10 +432,11 @@ class EvaluateStage:
     reused: bool
 
     def best_r_at_10(self) -> dict[str, float]:
-        """The best r@10 per algorithm and query kind."""
+        """The best r@10 per algorithm and query kind (in-grammar set) and on the natural set."""
         best: dict[str, float] = {}
         for row in self.report.rows:
-            key = f"{row['algorithm']} {row['kind']}"
+            natural = row.get("query_set") == "natural"
+            key = f"{row['algorithm']} {row['kind']}" + (" natural" if natural else "")
             best[key] = max(best.get(key, 0.0), row["r@10"])
         return best
 
@@ -449,6 +457,7 @@ def evaluate(
     the query set is cached per library and the results per fingerprint of what they depend on.
     """
     from assetlib.evaluation.queries import QuerySet, build_queries, cached_queries
+    from assetlib.evaluation.report import natural_language_table
     from assetlib.evaluation.run import evaluate as run_evaluation
     from assetlib.evaluation.run import evaluate_cached
     from assetlib.search.service import SearchService
@@ -479,6 +488,7 @@ def evaluate(
         query_source=queries.source,
         configurations=len(report.rows),
         best_r_at_10=stage.best_r_at_10(),
+        natural_language=natural_language_table(report.rows),
         files=report.files,
         reused=reused,
         algorithms=sorted({r["algorithm"] for r in report.rows}),

@@ -101,6 +101,22 @@ def encode_assets(
     return EncodedAssets(kept, pixels, np.array(owners), tokens, has)
 
 
+def category_phrase(asset: Asset, language: str) -> str | None:
+    """The asset's category alone, as a phrase ("a chair" / "一把椅子"), where its attributes name one."""
+    category = (asset.attributes or {}).get("category")
+    if not category:
+        return None
+    try:  # the demo vocabulary knows both languages; other attribute sets give English only
+        from assetlib.library.demo.objects import CATEGORIES
+    except ImportError:
+        CATEGORIES = []
+    demo = next((c for c in CATEGORIES if c.name == category), None)
+    if demo is not None:
+        article = "an" if demo.noun_en[0] in "aeiou" else "a"
+        return f"{article} {demo.noun_en}" if language == "en" else f"一{demo.measure_zh}{demo.noun_zh}"
+    return f"a {category}" if language == "en" else None
+
+
 def _short_phrase(asset: Asset, language: str) -> str | None:
     attrs = asset.attributes or {}
     if "category" not in attrs or "colour" not in attrs:

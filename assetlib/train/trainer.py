@@ -13,10 +13,10 @@ import logging
 import math
 import shutil
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -71,6 +71,13 @@ class TrainResult:
     metrics: dict[str, float]
     resumed_from: int = 0
     reused: bool = False
+
+
+def cosine_lr(step: int, peak: float, warmup: int, total: int) -> float:
+    """Linear warmup to `peak`, then a cosine decay to 0 at `total` steps."""
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    return peak * 0.5 * (1 + math.cos(math.pi * min(1.0, step / max(1, total))))
 
 
 def _sigmoid_loss(text: Tensor, image: Tensor, scale: Tensor, bias: Tensor) -> Tensor:
@@ -150,9 +157,7 @@ def train_siglip(
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
 
     def lr_at(step: int) -> float:
-        if step < cfg.warmup_steps:
-            return cfg.lr * (step + 1) / cfg.warmup_steps
-        return cfg.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, step / max(1, cfg.max_steps))))
+        return cosine_lr(step, cfg.lr, cfg.warmup_steps, cfg.max_steps)
 
     step, history, resumed_from, elapsed_before = 0, [], 0, 0.0
     batches = GroupBatches(train_data, cfg.batch_size, cfg.languages, cfg.seed, cfg.short_phrase_rate)
@@ -397,7 +402,7 @@ def plot_history(history: list[dict], path: Path) -> Path | None:
     return path
 
 
-def training_fingerprint(assets: Sequence[Asset], cfg: TrainConfig) -> str:
+def training_fingerprint(assets: Sequence[Asset], cfg: Any) -> str:
     """What a trained model depends on: the config and the assets' ids, captions and view files."""
     import hashlib
 
@@ -411,9 +416,16 @@ def training_fingerprint(assets: Sequence[Asset], cfg: TrainConfig) -> str:
 
 
 def ensure_trained(
-    assets: Sequence[Asset], out_dir: str | Path, cfg: TrainConfig, progress: bool = True
+    assets: Sequence[Asset],
+    out_dir: str | Path,
+    cfg: Any,
+    progress: bool = True,
+    train: Callable[..., TrainResult] | None = None,
 ) -> TrainResult:
-    """Reuse the model in out_dir when it was trained on the same assets with the same config; else train."""
+    """Reuse the model in out_dir when it was trained on the same assets with the same config; else train.
+
+    `train` is the trainer for `cfg` (default: `train_siglip`; the image tower passes `train_lit`).
+    """
     out_dir = Path(out_dir)
     fingerprint = training_fingerprint(assets, cfg)
     card_path = out_dir / "model" / "assetlib.json"
@@ -437,7 +449,7 @@ def ensure_trained(
             )
         log.info("the model in %s was trained on other assets or settings: training again", out_dir)
         shutil.rmtree(out_dir / "work", ignore_errors=True)  # its checkpoint belongs to the old run
-    result = train_siglip(assets, out_dir, cfg, progress=progress)
+    result = (train or train_siglip)(assets, out_dir, cfg, progress=progress)
     card = json.loads(card_path.read_text())
     card["fingerprint"] = fingerprint
     card_path.write_text(json.dumps(card, indent=2, ensure_ascii=False))

@@ -257,6 +257,11 @@ class Dashboard:
             elif entry.get("note"):
                 notes.append(f"<b>{html.escape(name)}</b>: {html.escape(entry['note'])}")
         usable_names = [n for n, b in self.algorithm_buttons.items() if not b.disabled]
+        preferred = self._measured_best() if current is None else None
+        if preferred and preferred[0] in usable_names:
+            # The default is what the latest evaluation found best for queries phrased in everyday words.
+            current = preferred[0]
+            self.mode.value = MODE_CHOICES[[m.value for m in MODES_FOR[QueryKind.TEXT]].index(preferred[1])]
         chosen = current if current in usable_names else (usable_names[0] if usable_names else None)
         if chosen:
             self.algorithm_buttons[chosen].value = True
@@ -267,6 +272,19 @@ class Dashboard:
                 "no algorithm can search now: "
                 + "; ".join(n.replace("<b>", "").replace("</b>", "") for n in notes)
             )
+
+    def _measured_best(self) -> tuple[str, str] | None:
+        """(algorithm, text mode) that answered the latest evaluation's natural-language queries best."""
+        from assetlib.evaluation.report import best_for_natural_queries, find_latest_metrics
+
+        path = find_latest_metrics(self.outputs) if self.outputs else None
+        if path is None:
+            return None
+        try:
+            rows = json.loads(path.read_text(encoding="utf-8")).get("rows", [])
+        except (OSError, ValueError):
+            return None
+        return best_for_natural_queries(rows)
 
     def _pick_algorithm(self, name: str, change: dict) -> None:
         """Keep exactly one algorithm selected (ToggleButtons cannot disable single options)."""
