@@ -67,6 +67,33 @@ def test_shards_are_written_then_skipped_then_partly_reused(library, siglip_dir,
     assert (third.shards_skipped, third.rows_computed, third.rows_reused) == (2, 1, 10 * 11 - 1)
 
 
+def test_an_asset_vector_is_the_mean_of_its_views_computed_once(library, siglip_dir, tmp_path):
+    from assetlib.embedding.shards import finished_shards, read_shard
+    from assetlib.vocab import VectorKind
+
+    _, assets = library
+    encoder = SiglipEncoder(str(siglip_dir), batch_size=16)
+    calls: list[int] = []
+    original = encoder.encode_images
+
+    def counted(images):
+        calls.append(len(images))
+        return original(images)
+
+    encoder.encode_images = counted  # type: ignore[method-assign]
+    embed_assets(assets[:4], encoder, tmp_path, shard_size=10, progress=False)
+    assert sum(calls) == 4 * 8  # each view encoded once: the asset rows reuse them
+    encoder.encode_images = original  # type: ignore[method-assign]
+    part = next(
+        p
+        for p in read_shard(finished_shards(encoder_dir(tmp_path, encoder.info.name))[0])
+        if p.kind is VectorKind.ASSET
+    )
+    expected = encoder.encode_asset_views([a.view_paths for a in assets[:4]])
+    by_id = dict(zip(part.asset_ids, part.vectors, strict=True))
+    np.testing.assert_allclose(np.stack([by_id[a.asset_id] for a in assets[:4]]), expected, atol=1e-5)
+
+
 def test_loading_shards_gives_one_vector_per_key_and_is_idempotent(library, siglip_dir, tmp_path, db):
     _, assets = library
     encoder = SiglipEncoder(str(siglip_dir), batch_size=16)

@@ -19,7 +19,7 @@ import numpy as np
 
 from assetlib.embedding.plan import Row, RowKey, plan_rows, shard_fingerprint
 from assetlib.embedding.shards import EncoderCard, ShardFiles, encoder_dir
-from assetlib.encoders.base import Encoder, EncoderError
+from assetlib.encoders.base import Encoder, EncoderError, mean_of_views
 from assetlib.library.asset import Asset
 from assetlib.logs import progress as progress_bar
 from assetlib.media.images import ImageError
@@ -66,9 +66,15 @@ def _compute(encoder: Encoder, rows: list[Row]) -> tuple[dict[RowKey, np.ndarray
     out: dict[RowKey, np.ndarray] = {}
     failures: list[Failure] = []
     by_kind: dict[tuple[VectorKind, str | None], list[Row]] = {}
-    for row in rows:
+    # Assets last: a per-view encoder's asset vector is the mean of view vectors computed just before.
+    for row in sorted(rows, key=lambda r: r.kind is VectorKind.ASSET):
         by_kind.setdefault((row.kind, row.language), []).append(row)
-    for (kind, language), group in by_kind.items():
+    for (kind, language), all_rows in by_kind.items():
+        group = all_rows
+        if kind is VectorKind.ASSET and not encoder.info.fused_views:
+            group = _means_of_computed_views(all_rows, rows, out)
+            if not group:
+                continue
         try:
             vectors = _encode_group(encoder, kind, language, group)
             out.update({row.key: vec for row, vec in zip(group, vectors, strict=True)})
@@ -87,6 +93,25 @@ def _compute(encoder: Encoder, rows: list[Row]) -> tuple[dict[RowKey, np.ndarray
                 failures.append(Failure(row.asset_id, f"embed:{kind.value}", str(exc)))
                 log.warning("embed %s %s of %s failed: %s", encoder.info.name, kind, row.asset_id, exc)
     return out, failures
+
+
+def _means_of_computed_views(
+    asset_rows: list[Row], rows: list[Row], out: dict[RowKey, np.ndarray]
+) -> list[Row]:
+    """Fill `out` with the asset rows whose every view was just computed (the normalised mean of
+    those vectors: what `encode_asset_views` of a per-view encoder returns, without encoding the
+    views twice); return the rest, which still go to the encoder."""
+    by_path = {
+        (r.asset_id, r.paths[0]): out[r.key] for r in rows if r.kind is VectorKind.VIEW and r.key in out
+    }
+    rest = []
+    for row in asset_rows:
+        views = [by_path.get((row.asset_id, path)) for path in row.paths]
+        if row.paths and all(v is not None for v in views):
+            out[row.key] = mean_of_views(np.stack(views), [len(views)])[0]  # type: ignore[arg-type]
+        else:
+            rest.append(row)
+    return rest
 
 
 def _encode_group(encoder: Encoder, kind: VectorKind, language: str | None, rows: list[Row]) -> np.ndarray:

@@ -58,20 +58,9 @@ class EncodedAssets:
     has_caption: dict[str, np.ndarray]  # language → bool per asset
 
 
-def encode_assets(
-    assets: Sequence[Asset],
-    preprocess: Callable[[Sequence[Image.Image]], Mapping[str, Tensor]],
-    tokenize: Callable[[Sequence[str]], Mapping[str, Tensor]],
-    languages: Sequence[str] = ("en", "zh"),
-) -> EncodedAssets:
-    """Decode every view once and preprocess it, and tokenise every caption, as the encoder serves them.
-
-    `preprocess` and `tokenize` are the encoder's own (`SiglipEncoder.preprocess`, `.tokenize`), so
-    training sees exactly what serving sends: every image-processor output (NaFlex's patch mask and
-    spatial shapes too) and Google's text convention.
-    """
-    import torch
-
+def decode_views(assets: Sequence[Asset]) -> tuple[list[Image.Image], list[int], list[Asset]]:
+    """Every view decoded onto white, the index (in the kept list) of its asset, and the assets with
+    at least one view (an unreadable view is skipped with a warning)."""
     images: list[Image.Image] = []
     owners: list[int] = []
     kept: list[Asset] = []
@@ -86,6 +75,24 @@ def encode_assets(
             owners.extend([len(kept)] * len(views))
             images.extend(views)
             kept.append(asset)
+    return images, owners, kept
+
+
+def encode_assets(
+    assets: Sequence[Asset],
+    preprocess: Callable[[Sequence[Image.Image]], Mapping[str, Tensor]],
+    tokenize: Callable[[Sequence[str]], Mapping[str, Tensor]],
+    languages: Sequence[str] = ("en", "zh"),
+) -> EncodedAssets:
+    """Decode every view once and preprocess it, and tokenise every caption, as the encoder serves them.
+
+    `preprocess` and `tokenize` are the encoder's own (`SiglipEncoder.preprocess`, `.tokenize`), so
+    training sees exactly what serving sends: every image-processor output (NaFlex's patch mask and
+    spatial shapes too) and Google's text convention.
+    """
+    import torch
+
+    images, owners, kept = decode_views(assets)
     chunks = [preprocess(images[i : i + 256]) for i in range(0, len(images), 256)]
     pixels = {key: torch.cat([c[key] for c in chunks]) for key in chunks[0]} if chunks else {}
     tokens: dict[str, dict[str, Tensor]] = {}

@@ -22,15 +22,20 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-from PIL import Image
 
 from assetlib.encoders.e5 import E5_MODEL, E5Encoder
 from assetlib.encoders.e5lit import E5LitEncoder, build_tower, save_tower
 from assetlib.library.asset import Asset
-from assetlib.media.images import ImageError, load_rgb
-from assetlib.train.data import _short_phrase, category_phrase, group_key, split_by_asset
+from assetlib.train.data import _short_phrase, category_phrase, decode_views, group_key, split_by_asset
 from assetlib.train.init_model import SiglipSize
-from assetlib.train.trainer import TrainResult, cosine_lr, ensure_trained, plot_history
+from assetlib.train.trainer import (
+    TrainResult,
+    cosine_lr,
+    ensure_trained,
+    plot_history,
+    read_checkpoint,
+    write_checkpoint,
+)
 from assetlib.train.validate import retrieval_recall
 
 if TYPE_CHECKING:
@@ -88,20 +93,7 @@ def _targets(assets: Sequence[Asset], processor: object, e5: E5Encoder, language
     """Decode and preprocess every view once; embed every caption and short phrase once with e5."""
     import torch
 
-    images: list[Image.Image] = []
-    owners: list[int] = []
-    kept: list[Asset] = []
-    for asset in assets:
-        views = []
-        for path in asset.view_paths:
-            try:
-                views.append(load_rgb(path))
-            except ImageError as exc:
-                log.warning("training: skipping a view of %s: %s", asset.asset_id, exc)
-        if views:
-            owners.extend([len(kept)] * len(views))
-            images.extend(views)
-            kept.append(asset)
+    images, owners, kept = decode_views(assets)
     chunks = [
         processor(images=images[i : i + 256], return_tensors="pt")["pixel_values"]  # type: ignore[operator]
         for i in range(0, len(images), 256)
@@ -249,17 +241,15 @@ def train_lit(
     params = [*tower.parameters(), scale]
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     batches = _Batches(train_data, cfg)
-    checkpoint, checkpoint_config = work / "checkpoint.pt", work / "checkpoint.json"
+    checkpoint = work / "checkpoint.pt"
     config_now = json.dumps(asdict(cfg), sort_keys=True, default=str)
     step, history, resumed_from, elapsed_before = 0, [], 0, 0.0
-    if checkpoint.exists() and checkpoint_config.is_file() and checkpoint_config.read_text() == config_now:
-        state = torch.load(checkpoint, map_location=device, weights_only=False)
+    state = read_checkpoint(checkpoint, config_now, device, batches.rng)
+    if state is not None:
         tower.load_state_dict(state["tower"])
         scale.data.copy_(state["scale"])
         optimizer.load_state_dict(state["optimizer"])
         step, history, elapsed_before = state["step"], state["history"], state["seconds"]
-        batches.rng.bit_generator.state = state["batch_rng"]
-        torch.set_rng_state(state["torch_rng"])
         resumed_from = step
         log.info("image tower: resumed from step %d (%.0fs trained)", step, elapsed_before)
     autocast = torch.autocast(
@@ -271,22 +261,8 @@ def train_lit(
         return elapsed_before + time.perf_counter() - started
 
     def save_checkpoint() -> None:
-        tmp = checkpoint.with_suffix(".tmp")
-        torch.save(
-            {
-                "tower": tower.state_dict(),
-                "scale": scale.detach(),
-                "optimizer": optimizer.state_dict(),
-                "step": step,
-                "history": history,
-                "seconds": seconds(),
-                "batch_rng": batches.rng.bit_generator.state,
-                "torch_rng": torch.get_rng_state(),
-            },
-            tmp,
-        )
-        tmp.replace(checkpoint)
-        checkpoint_config.write_text(config_now)
+        weights = {"tower": tower.state_dict(), "scale": scale.detach(), "optimizer": optimizer.state_dict()}
+        write_checkpoint(checkpoint, config_now, weights, step, history, seconds(), batches.rng)
 
     bar = tqdm(
         total=cfg.max_steps, initial=step, desc=f"train e5lit {cfg.name}", unit="step", disable=not progress

@@ -80,6 +80,33 @@ def cosine_lr(step: int, peak: float, warmup: int, total: int) -> float:
     return peak * 0.5 * (1 + math.cos(math.pi * min(1.0, step / max(1, total))))
 
 
+def write_checkpoint(
+    path: Path, config_text: str, weights: dict, step: int, history: list[dict], seconds: float, rng: Any
+) -> None:
+    """Save weights and progress (step, curve, seconds, both random generators) atomically, with the
+    configuration they belong to beside them (`<path>.json`)."""
+    import torch
+
+    tmp = path.with_suffix(".tmp")
+    state = {"step": step, "history": history, "seconds": seconds, "torch_rng": torch.get_rng_state()}
+    torch.save({**weights, **state, "batch_rng": rng.bit_generator.state}, tmp)
+    tmp.replace(path)
+    path.with_suffix(".json").write_text(config_text)
+
+
+def read_checkpoint(path: Path, config_text: str, device: str, rng: Any) -> dict | None:
+    """The state `write_checkpoint` saved for this configuration, both generators restored; else None."""
+    import torch
+
+    config = path.with_suffix(".json")
+    if not path.exists() or not config.is_file() or config.read_text() != config_text:
+        return None
+    state = torch.load(path, map_location=device, weights_only=False)
+    rng.bit_generator.state = state["batch_rng"]
+    torch.set_rng_state(state["torch_rng"])
+    return dict(state)
+
+
 def _sigmoid_loss(text: Tensor, image: Tensor, scale: Tensor, bias: Tensor) -> Tensor:
     import torch
     import torch.nn.functional as F
@@ -161,13 +188,11 @@ def train_siglip(
 
     step, history, resumed_from, elapsed_before = 0, [], 0, 0.0
     batches = GroupBatches(train_data, cfg.batch_size, cfg.languages, cfg.seed, cfg.short_phrase_rate)
-    if checkpoint.exists():
-        state = torch.load(checkpoint, map_location=device, weights_only=False)
+    state = read_checkpoint(checkpoint, config_now, device, batches.rng)
+    if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         step, history, elapsed_before = state["step"], state["history"], state["seconds"]
-        batches.rng.bit_generator.state = state["batch_rng"]
-        torch.set_rng_state(state["torch_rng"])
         resumed_from = step
         log.info("resumed from step %d (%.0fs trained)", step, elapsed_before)
     autocast = torch.autocast(
@@ -181,22 +206,8 @@ def train_siglip(
         return elapsed_before + time.perf_counter() - started
 
     def save_checkpoint() -> None:
-        tmp = checkpoint.with_suffix(".tmp")
-        torch.save(
-            {
-                "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "step": step,
-                "history": history,
-                "seconds": seconds(),
-                "batch_rng": batches.rng.bit_generator.state,
-                "torch_rng": torch.get_rng_state(),
-                "config": asdict(cfg),
-            },
-            tmp,
-        )
-        tmp.replace(checkpoint)
-        checkpoint_config.write_text(config_now)
+        weights = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "config": asdict(cfg)}
+        write_checkpoint(checkpoint, config_now, weights, step, history, seconds(), batches.rng)
 
     while step < cfg.max_steps and seconds() < cfg.max_seconds:
         views, owners, languages = next(batch_iter)
