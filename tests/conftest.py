@@ -90,15 +90,16 @@ def embedded_library(
     size: int,
     seed: int,
     prefix: str,
-    algorithms: tuple[str, ...] = ("siglip", "e5", "qwen"),
+    algorithms: tuple[str, ...] = ("siglip", "e5", "qwen", "e5lit"),
     **overrides: str,
 ):
-    """A small demo library embedded with a tiny SigLIP, e5 and Qwen (through a fake DashScope).
+    """A small demo library embedded with a tiny SigLIP, e5, Qwen (through a fake DashScope) and a
+    tiny e5-aligned image tower trained on it.
 
     Returns (assets, settings); the settings point at the session's embedded server and a fresh
     database, and at the fake server for Qwen.
     """
-    from tiny_models import tiny_siglip
+    from tiny_models import tiny_e5lit, tiny_siglip
 
     from assetlib.embedding.local import embed_assets
     from assetlib.encoders.registry import get_encoder
@@ -112,6 +113,8 @@ def embedded_library(
         root, size=size, seed=seed, render=RenderSettings(size=32, supersample=1), progress=False
     )
     assets = read_library(LibrarySource.at(root)).assets
+    if "e5lit" in algorithms and "e5lit_model" not in overrides:
+        overrides["e5lit_model"] = str(tiny_e5lit(tmp / "tiny-e5lit", assets))
     settings = load_settings(
         environ={},
         home=str(home),

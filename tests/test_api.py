@@ -110,6 +110,7 @@ def test_health_assets_views_and_models(world):
         "siglip:tiny-test",
         "e5:multilingual-e5-small",
         "qwen:tongyi-embedding-vision-plus@64",
+        "e5lit:tiny-lit",
     }
     asset = assets[0]
     record = httpx.get(f"{base}/assets/{asset.asset_id}").json()

@@ -119,7 +119,7 @@ def test_selecting_a_result_shows_its_own_model_and_views(dash, world):
 
 def test_algorithms_options_and_their_errors(dash):
     assert {n: b.disabled for n, b in dash.algorithm_buttons.items()} == {
-        "e5lit": True,  # no image tower trained in this world: shown, disabled, with the reason
+        "e5lit": False,
         "siglip": False,
         "qwen": False,
         "e5": False,

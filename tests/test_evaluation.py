@@ -23,12 +23,18 @@ def test_query_sets_are_built_from_ground_truth_and_saved(setup):
     tmp, assets, _ = setup
     queries = build_queries(assets, tmp / "out", seed=1)
     groups = {f"{a.attributes['category']}/{a.attributes['colour']}" for a in assets}
-    texts = [q for q in queries.queries if q.kind == "text"]
+    texts = [q for q in queries.queries if q.kind == "text" and q.query_set == "in-grammar"]
     images = [q for q in queries.queries if q.kind == "image"]
     assert queries.source == "attributes" and len(texts) == 2 * len(groups) and len(images) == len(groups)
+    natural = [q for q in queries.queries if q.query_set == "natural"]
+    categories = {a.attributes["category"] for a in assets}
+    assert natural and all(q.kind == "text" and q.language in ("en", "zh") for q in natural)
+    for q in natural:  # relevant = every asset of the categories the query describes
+        named = set(q.group.split("+")) & categories
+        assert set(q.relevant) == {a.asset_id for a in assets if a.attributes["category"] in named}
     chair = next(q for q in texts if q.language == "zh" and q.group.startswith("chair/"))
     assert chair.text.startswith("一把") and chair.text.endswith("的椅子")
-    for q in queries.queries:
+    for q in [*texts, *images]:
         members = {
             a.asset_id for a in assets if f"{a.attributes['category']}/{a.attributes['colour']}" == q.group
         }
@@ -81,4 +87,5 @@ def test_comparison_covers_every_usable_algorithm_mode_and_language(setup):
     assert metrics["query_source"] == "attributes" and len(metrics["rows"]) == len(first.rows)
     assert (tmp / "cmp" / "recall_at_k.png").stat().st_size > 10_000
     assert (tmp / "cmp" / "per_category.png").exists() and (tmp / "cmp" / "results.csv").exists()
-    assert "| siglip | text | fused |" in comparison_table(first.rows)
+    assert "| siglip | text | in-grammar | fused |" in comparison_table(first.rows)
+    assert "| siglip | text | natural | fused |" in comparison_table(first.rows)

@@ -93,6 +93,7 @@ def test_smoke_pipeline_end_to_end_then_a_failure_resumed(pipeline_env, tmp_path
         "00_build_library": ("done", None),
         "01_translate_captions": ("skipped", "skipped: no API key"),
         "02a_train_siglip": ("done", None),
+        "02b_train_e5lit": ("done", None),
         "02_embed_siglip": ("done", None),
         "03_embed_qwen": ("skipped", "skipped: no API key"),
         "04_populate_database": ("done", None),
@@ -100,7 +101,7 @@ def test_smoke_pipeline_end_to_end_then_a_failure_resumed(pipeline_env, tmp_path
     }
     assert data["status"] == "done" and len(data["git"]["commit"] or "") == 40
     assert data["versions"]["assetlib"] and data["versions"]["papermill"] and data["versions"]["torch"]
-    assert data["encoders"] == ["e5:multilingual-e5-small", "siglip:smoke"]
+    assert data["encoders"] == ["e5:multilingual-e5-small", "e5lit:smoke", "siglip:smoke"]
     assert data["params"]["stages"]["00_build_library"]["size"] == 24
     stages = {s["name"]: s for s in data["stages"]}
     for name, stage in stages.items():
@@ -110,7 +111,13 @@ def test_smoke_pipeline_end_to_end_then_a_failure_resumed(pipeline_env, tmp_path
     assert stages["00_build_library"]["metrics"]["counts"]["assets"] == 24
     assert stages["02a_train_siglip"]["metrics"]["steps"] == 4
     best = stages["05_evaluate"]["metrics"]["best_r_at_10"]
-    assert set(best) >= {"siglip text", "siglip image", "e5 text"} and all(0 <= v <= 1 for v in best.values())
+    assert set(best) >= {
+        "siglip text",
+        "siglip image",
+        "e5 text",
+        "e5lit text",
+        "e5lit text natural",
+    } and all(0 <= v <= 1 for v in best.values())
     assert (run_dir / "05_evaluate" / "metrics.json").is_file()  # the evaluation itself
     with Database.open(PipelineParams.read(_params(tmp_path)).settings()) as db, db.connection() as conn:
         assert conn.execute("SELECT count(*) FROM assets").fetchone()[0] == 24

@@ -24,3 +24,13 @@ def tiny_siglip(folder: Path, name: str = "tiny-test", seed: int = 0) -> Path:
         return folder
     tokenizer = train_tokenizer(CAPTIONS * 10, folder.parent / f"{folder.name}-tokenizer", TINY.vocab_size)
     return init_siglip(folder, tokenizer, TINY, name=name, languages=("en", "zh"), seed=seed)
+
+
+def tiny_e5lit(folder: Path, assets: list) -> Path:
+    """Train a tiny e5-aligned image tower (TINY vision size, 2 steps) on assets in folder; its model."""
+    from assetlib.train.lit import LitConfig, train_lit
+
+    if (folder / "model" / "projection.safetensors").exists():
+        return folder / "model"
+    cfg = LitConfig(name="tiny-lit", size=TINY, batch_size=8, max_steps=2, eval_every=2, warmup_steps=1)
+    return train_lit(assets, folder, cfg, progress=False).model_dir
