@@ -188,3 +188,21 @@ def test_the_query_cache_forgets_the_oldest_and_keys_on_the_encoder_version():
     assert cache.get(text_key(v1, "two", "en", "query")) is None  # the oldest went
     vector = cache.get(text_key(v1, "three", "en", "query"))
     assert vector is not None and not vector.flags.writeable
+
+
+def test_an_encoder_dropped_under_a_running_service_is_unavailable_not_a_crash(
+    assetlib_home, tmp_path, fake_dashscope
+):
+    from conftest import embedded_library
+
+    from assetlib.store.schema import drop_encoder
+
+    _, settings = embedded_library(
+        tmp_path, assetlib_home, fake_dashscope.base_url, size=6, seed=9, prefix="drop", algorithms=("e5",)
+    )
+    with SearchService(settings) as svc:
+        assert svc.search_text("a red chair", "e5", top_k=3).hits  # its tables are now remembered
+        with svc.db.connection() as conn:
+            assert drop_encoder(conn, "e5:multilingual-e5-small")
+        with pytest.raises(AlgorithmUnavailable, match="no vectors"):
+            svc.search_text("a blue car", "e5", top_k=3)

@@ -135,6 +135,7 @@ class SearchService:
         self._lock = threading.Lock()
         self._encoders: dict[str, Encoder] = {}
         self._layouts: dict[str, tuple[float, frozenset[VectorKind]]] = {}
+        self._table_cache: dict[str, tuple[float, EncoderTables]] = {}
         self._renderers: RenderPool | None = None
         self.query_cache = QueryCache()
         self.batcher = EncodeBatcher(
@@ -197,7 +198,15 @@ class SearchService:
         ]
 
     def _tables(self, conn: psycopg.Connection, encoder: Encoder) -> EncoderTables:
-        tables = encoder_tables(conn, encoder.info.name)
+        # An encoder's tables change only when it is loaded or dropped: one catalog query a minute,
+        # not one per search (a dropped encoder's tables are forgotten on the first error, below).
+        name = encoder.info.name
+        cached = self._table_cache.get(name)
+        if cached is not None and time.monotonic() - cached[0] < LAYOUT_TTL_S:
+            return cached[1]
+        tables = encoder_tables(conn, name)
+        if tables is not None:
+            self._table_cache[name] = (time.monotonic(), tables)
         if tables is None:
             raise AlgorithmUnavailable(
                 f"{encoder.info.name} has no vectors in the database yet: run `assetlib embed --algorithm "
@@ -387,6 +396,12 @@ class SearchService:
             self._rankings, encoder, modes, vector, language, fetch, high_quality_only, layout
         )
         try:
+            rankings, chosen = ask()
+        except psycopg.errors.UndefinedTable:
+            # The encoder's tables went (`assetlib db drop-encoder`, a re-created database) since
+            # they were looked up: forget them and ask the catalog again.
+            self._table_cache.pop(encoder.info.name, None)
+            self._layouts.pop(encoder.info.name, None)
             rankings, chosen = ask()
         except ConnectionLost:
             # A connection that broke in use (its backend was terminated) while the server is fine:

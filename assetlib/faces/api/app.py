@@ -18,7 +18,7 @@ from urllib.parse import quote
 
 from fastapi import Depends, FastAPI, File, HTTPException, Query, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, Response
 
 from assetlib import __version__
 from assetlib.config import Settings, load_settings
@@ -49,7 +49,10 @@ def _asset_url(request: Request, asset_id: str, suffix: str = "") -> str:
     return str(request.base_url).rstrip("/") + "/assets/" + quote(asset_id, safe="/") + suffix
 
 
-def _to_response(request: Request, result: SearchResult) -> SearchResponse:
+def _to_response(request: Request, result: SearchResult) -> Response:
+    """The results as JSON, serialised once by pydantic (the route's response_model documents them;
+    a Response is passed through, so FastAPI does not validate and encode the same model again)."""
+
     def hit(h: Hit) -> SearchHit:
         views = [_asset_url(request, h.asset_id, f"/views/{i}") for i in range(h.view_count)]
         thumb = None
@@ -71,7 +74,7 @@ def _to_response(request: Request, result: SearchResult) -> SearchResponse:
             matched_by=list(h.sources),
         )
 
-    return SearchResponse(
+    body = SearchResponse(
         results=[hit(h) for h in result.hits],
         algorithm=result.algorithm,
         encoder=result.encoder,
@@ -80,6 +83,7 @@ def _to_response(request: Request, result: SearchResult) -> SearchResponse:
         timings_ms=result.timings_ms,
         notes=result.notes,
     )
+    return Response(body.model_dump_json(), media_type="application/json")
 
 
 async def _read_capped(upload: UploadFile, limit: int) -> bytes:
@@ -159,7 +163,7 @@ def create_app(settings: Settings | None = None, service: SearchService | None =
     Service = Annotated[SearchService, Depends(get_service)]
 
     @app.post("/search/text", response_model=SearchResponse, responses=ERRORS, tags=["search"])
-    async def search_text(body: TextQuery, request: Request, service: Service) -> SearchResponse:
+    async def search_text(body: TextQuery, request: Request, service: Service) -> Response:
         """Search by English or Chinese text: captions (text→text), renders (text→image) or both fused."""
         mode = mode_for(QueryKind.TEXT, body.mode, body.cross_modal)
         result = await run_in_threadpool(
@@ -183,7 +187,7 @@ def create_app(settings: Settings | None = None, service: SearchService | None =
         mode: ImageMode | None = None,
         top_k: TopK = 10,
         high_quality_only: bool = False,
-    ) -> SearchResponse:
+    ) -> Response:
         """Search by an image: renders (image→image), captions (image→text) or both fused."""
         data = await _read_capped(file, MAX_IMAGE_UPLOAD_BYTES)
         image = to_rgb_on_white(decode_image(data, max_bytes=MAX_IMAGE_UPLOAD_BYTES))
@@ -202,7 +206,7 @@ def create_app(settings: Settings | None = None, service: SearchService | None =
         mode: ImageMode = ImageMode.IMAGE_TO_IMAGE,
         top_k: TopK = 10,
         high_quality_only: bool = False,
-    ) -> SearchResponse:
+    ) -> Response:
         """Search by a 3D model: it is rendered like the library, then searched as images."""
         suffix = Path(file.filename or "").suffix.lower()
         if suffix not in MESH_SUFFIXES:
