@@ -135,7 +135,7 @@ class Settings(BaseModel):
 
     # Query encoding, chosen by benchmarks/api_bench.py (README "Serving under load").
     encode_threads: int = Field(
-        default=0, ge=0, le=256, description="torch threads of the query encoder; 0 = every core"
+        default=0, ge=0, le=256, description="torch threads of the query encoder; 0 = half the cores"
     )
     query_batch_max: int = Field(
         default=32, ge=1, le=1024, description="queries encoded in one batch at most"
