@@ -6,7 +6,7 @@ import functools
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -265,9 +265,7 @@ class SearchService:
         self._check_modalities(encoder, modes)
         k = check_top_k(top_k, self.settings.default_top_k)
         key = text_key(encoder.info, text, lang, "query")
-        encoded = self._cached(key) or self._remember(
-            key, self.batcher.text(encoder, text, lang, role="query")
-        )
+        encoded = self._encoded(key, lambda: self.batcher.text(encoder, text, lang, role="query"))
         return self._run(encoder, algorithm, chosen, modes, encoded, lang, k, high_quality_only, layout)
 
     def search_images(
@@ -290,9 +288,7 @@ class SearchService:
         # One image is looked up by its pixels; an object's views (query by model) are rendered anew
         # each time and not cached.
         key = image_key(encoder.info, images[0]) if len(images) == 1 else None
-        encoded = (key and self._cached(key)) or self.batcher.images(encoder, list(images))
-        if key is not None and not encoded.cached:
-            self._remember(key, encoded)
+        encoded = self._encoded(key, lambda: self.batcher.images(encoder, list(images)))
         return self._run(encoder, algorithm, chosen, modes, encoded, None, k, high_quality_only, layout)
 
     def search_model(
@@ -313,12 +309,15 @@ class SearchService:
         result.notes = rendered.notes
         return result
 
-    def _cached(self, key: tuple[str, ...]) -> Encoded | None:
-        vector = self.query_cache.get(key)
-        return Encoded(vector, 0.0, 0.0, 0, cached=True) if vector is not None else None
-
-    def _remember(self, key: tuple[str, ...], encoded: Encoded) -> Encoded:
-        self.query_cache.put(key, encoded.vector)
+    def _encoded(self, key: tuple[str, ...] | None, encode: Callable[[], Encoded]) -> Encoded:
+        """The query's vector from the cache when it was asked before (key None: never cached), else
+        encoded now and remembered."""
+        vector = self.query_cache.get(key) if key is not None else None
+        if vector is not None:
+            return Encoded(vector, 0.0, 0.0, 0, cached=True)
+        encoded = encode()
+        if key is not None:
+            self.query_cache.put(key, encoded.vector)
         return encoded
 
     def renderers(self) -> RenderPool:

@@ -36,7 +36,7 @@ from assetlib.train.trainer import (
     read_checkpoint,
     write_checkpoint,
 )
-from assetlib.train.validate import retrieval_recall
+from assetlib.train.validate import encoder_recall, retrieval_recall
 
 if TYPE_CHECKING:
     import torch
@@ -330,23 +330,7 @@ def train_lit(
 def _recall_saved(
     model_dir: Path, assets: Sequence[Asset], languages: Sequence[str], e5: E5Encoder, device: str
 ) -> dict[str, float]:
-    encoder = E5LitEncoder(model_dir, device=device, text=e5)
-    views, owners = [], []
-    for index, asset in enumerate(assets):
-        for path in asset.view_paths:
-            views.append(path)
-            owners.append(index)
-    view_vectors = encoder.encode_images(views)
-    texts, has = {}, {}
-    for language in languages:
-        captions = [a.caption(language) for a in assets]
-        has[language] = np.array([bool(c) for c in captions])
-        vectors = np.zeros((len(assets), encoder.info.dim), np.float32)
-        rows = [c for c in captions if c]
-        if rows:
-            vectors[has[language]] = encoder.encode_texts(rows, language)
-        texts[language] = vectors
-    return retrieval_recall(view_vectors, np.array(owners), texts, has, [group_key(a) for a in assets])
+    return encoder_recall(E5LitEncoder(model_dir, device=device, text=e5), assets, languages)
 
 
 def _card(cfg: LitConfig, steps: int, seconds: float, n_train: int, n_val: int) -> dict:

@@ -18,13 +18,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from assetlib.encoders.siglip import TEXT_CONVENTION
 from assetlib.library.asset import Asset
 from assetlib.train.data import EncodedAssets, GroupBatches, encode_assets, group_key, split_by_asset
 from assetlib.train.init_model import SiglipSize, init_siglip, train_tokenizer
-from assetlib.train.validate import retrieval_recall
+from assetlib.train.validate import encoder_recall, retrieval_recall
 
 if TYPE_CHECKING:
     from torch import Tensor
@@ -318,25 +316,7 @@ def evaluate_saved(
     """Held-out recall of a saved model, computed through the `siglip` encoder's own serving path."""
     from assetlib.encoders.siglip import SiglipEncoder
 
-    encoder = SiglipEncoder(str(model_dir), device=device)
-    views, owners = [], []
-    from assetlib.media.images import load_rgb
-
-    for index, asset in enumerate(assets):
-        for path in asset.view_paths:
-            views.append(load_rgb(path))
-            owners.append(index)
-    view_vectors = encoder.encode_images(views)
-    texts, has = {}, {}
-    for language in languages:
-        captions = [a.caption(language) for a in assets]
-        has[language] = np.array([bool(c) for c in captions])
-        rows = [c for c in captions if c]
-        vectors = np.zeros((len(assets), encoder.info.dim), np.float32)
-        if rows:
-            vectors[has[language]] = encoder.encode_texts(rows, language)
-        texts[language] = vectors
-    return retrieval_recall(view_vectors, np.array(owners), texts, has, [group_key(a) for a in assets])
+    return encoder_recall(SiglipEncoder(str(model_dir), device=device), assets, languages)
 
 
 def _write_card(

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
+
+from assetlib.train.data import group_key
 
 
 def _hit_rate(scores: np.ndarray, relevant: np.ndarray, k: int) -> float:
@@ -50,3 +53,24 @@ def retrieval_recall(
     misses = [np.clip((n_assets - sizes - i) / (n_assets - i), 0, 1) for i in range(min(k, n_assets))]
     out[f"chance_object_r@{k}"] = float(np.mean(1 - np.prod(misses, axis=0)))
     return out
+
+
+def encoder_recall(encoder: Any, assets: Sequence[Any], languages: Sequence[str]) -> dict[str, float]:
+    """`retrieval_recall` of assets computed through an encoder's own serving path (its loading,
+    preprocessing and text handling): views as files, captions per language, relevant = same group."""
+    views, owners = [], []
+    for index, asset in enumerate(assets):
+        for path in asset.view_paths:
+            views.append(path)
+            owners.append(index)
+    view_vectors = encoder.encode_images(views)
+    texts, has = {}, {}
+    for language in languages:
+        captions = [a.caption(language) for a in assets]
+        has[language] = np.array([bool(c) for c in captions])
+        vectors = np.zeros((len(assets), encoder.info.dim), np.float32)
+        rows = [c for c in captions if c]
+        if rows:
+            vectors[has[language]] = encoder.encode_texts(rows, language)
+        texts[language] = vectors
+    return retrieval_recall(view_vectors, np.array(owners), texts, has, [group_key(a) for a in assets])
