@@ -74,16 +74,16 @@ def test_an_asset_vector_is_the_mean_of_its_views_computed_once(library, siglip_
     _, assets = library
     encoder = SiglipEncoder(str(siglip_dir), batch_size=16)
     calls: list[int] = []
-    original = encoder.encode_images
+    original = encoder.embed_pixels
 
-    def counted(images):
-        calls.append(len(images))
-        return original(images)
+    def counted(batch):
+        calls.append(len(batch["pixel_values"]))
+        return original(batch)
 
-    encoder.encode_images = counted  # type: ignore[method-assign]
+    encoder.embed_pixels = counted  # type: ignore[method-assign]
     embed_assets(assets[:4], encoder, tmp_path, shard_size=10, progress=False)
     assert sum(calls) == 4 * 8  # each view encoded once: the asset rows reuse them
-    encoder.encode_images = original  # type: ignore[method-assign]
+    encoder.embed_pixels = original  # type: ignore[method-assign]
     part = next(
         p
         for p in read_shard(finished_shards(encoder_dir(tmp_path, encoder.info.name))[0])

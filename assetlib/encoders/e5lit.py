@@ -33,6 +33,7 @@ from assetlib.encoders.base import (
 )
 from assetlib.encoders.e5 import E5_MODEL, E5Encoder
 from assetlib.encoders.hub import content_hash
+from assetlib.encoders.pixels import ProcessorCall
 from assetlib.media.images import as_rgb
 
 if TYPE_CHECKING:
@@ -135,9 +136,21 @@ class E5LitEncoder:
         )
         log.info("loaded %s from %s in %.1fs", self.info.name, path, time.perf_counter() - started)
 
+    def pixel_preprocessor(self) -> ProcessorCall:
+        """The tower's image processor (pixel values only); picklable."""
+        return ProcessorCall(self.image_processor, keys=("pixel_values",))
+
     def preprocess(self, images: Sequence[Image]) -> Tensor:
         """Pixel values as the tower was trained on them."""
-        return self.image_processor(images=list(images), return_tensors="pt")["pixel_values"]
+        return self.pixel_preprocessor()(images)["pixel_values"]
+
+    def embed_pixels(self, batch: dict[str, Tensor]) -> np.ndarray:
+        """Image vectors for one preprocessed batch, L2-normalised."""
+        pin = self.device.startswith("cuda")
+        pixels = batch["pixel_values"]
+        with self._torch.inference_mode():
+            vectors = self.tower((pixels.pin_memory() if pin else pixels).to(self.device, non_blocking=pin))
+        return l2_normalize(vectors.float().cpu().numpy(), f"{self.info.name} image")
 
     def encode_texts(
         self, texts: Sequence[str], language: str = "en", role: TextRole = "document"
@@ -148,13 +161,12 @@ class E5LitEncoder:
     def encode_images(self, images: Sequence[ImageInput]) -> np.ndarray:
         """One vector per image (RGBA composited onto white, as at index time)."""
         rgb = [as_rgb(im) for im in images]
-        out = []
-        with self._torch.inference_mode():
-            for i in range(0, len(rgb), self.batch_size):
-                pixels = self.preprocess(rgb[i : i + self.batch_size]).to(self.device)
-                out.append(self.tower(pixels).float().cpu().numpy())
-        vectors = np.concatenate(out) if out else np.zeros((0, self.info.dim), np.float32)
-        return l2_normalize(vectors, f"{self.info.name} image")
+        step = self.batch_size
+        parts = [
+            self.embed_pixels({"pixel_values": self.preprocess(rgb[i : i + step])})
+            for i in range(0, len(rgb), step)
+        ]
+        return np.concatenate(parts) if parts else np.zeros((0, self.info.dim), np.float32)
 
     def encode_asset_views(self, views: Sequence[Sequence[ImageInput]]) -> np.ndarray:
         """Mean of the per-view vectors of each asset."""

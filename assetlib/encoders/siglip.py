@@ -31,6 +31,7 @@ from assetlib.encoders.base import (
     mean_of_views,
 )
 from assetlib.encoders.hub import ResolvedModel, resolve
+from assetlib.encoders.pixels import ProcessorCall
 from assetlib.media.images import as_rgb
 
 if TYPE_CHECKING:
@@ -211,21 +212,34 @@ class SiglipEncoder:
         )
         return {"input_ids": encoded["input_ids"]}
 
-    def preprocess(self, images: Sequence[Image]) -> dict[str, Tensor]:
-        """The image processor's whole output (NaFlex adds pixel_attention_mask and spatial_shapes)."""
-        options: dict[str, Any] = {"return_tensors": "pt"}
+    def pixel_preprocessor(self) -> ProcessorCall:
+        """The image processor with this model's options (NaFlex: max_num_patches); picklable."""
+        options: dict[str, Any] = {}
         if self.max_num_patches:
             options["max_num_patches"] = self.max_num_patches
-        return dict(self.image_processor(images=list(images), **options))
+        return ProcessorCall(self.image_processor, options)
+
+    def preprocess(self, images: Sequence[Image]) -> dict[str, Tensor]:
+        """The image processor's whole output (NaFlex adds pixel_attention_mask and spatial_shapes)."""
+        return self.pixel_preprocessor()(images)
 
     def _run(self, fn: Callable[..., Any], batches: list[dict[str, Tensor]]) -> np.ndarray:
         torch = self._torch
         out = []
+        # Pinned host memory lets the copy to the GPU overlap the next batch's preparation.
+        pin = self.device.startswith("cuda")
         with torch.inference_mode():
             for batch in batches:
-                inputs = {k: v.to(self.device) for k, v in batch.items()}
+                inputs = {k: self._to_device(v, pin) for k, v in batch.items()}
                 out.append(_pooled(fn(**inputs)).float().cpu().numpy())
         return np.concatenate(out) if out else np.zeros((0, self.info.dim), dtype=np.float32)
+
+    def _to_device(self, tensor: Tensor, pin: bool) -> Tensor:
+        return (tensor.pin_memory() if pin else tensor).to(self.device, non_blocking=pin)
+
+    def embed_pixels(self, batch: dict[str, Tensor]) -> np.ndarray:
+        """Image vectors for one preprocessed batch, L2-normalised."""
+        return l2_normalize(self._run(self.model.get_image_features, [batch]), f"{self.info.name} image")
 
     def encode_texts(
         self, texts: Sequence[str], language: str = "en", role: TextRole = "document"
@@ -240,8 +254,8 @@ class SiglipEncoder:
         """One vector per image; RGBA is composited onto white first, as at index time."""
         rgb = [as_rgb(im) for im in images]
         step = self.batch_size
-        batches = [self.preprocess(rgb[i : i + step]) for i in range(0, len(rgb), step)]
-        return l2_normalize(self._run(self.model.get_image_features, batches), f"{self.info.name} image")
+        parts = [self.embed_pixels(self.preprocess(rgb[i : i + step])) for i in range(0, len(rgb), step)]
+        return np.concatenate(parts) if parts else np.zeros((0, self.info.dim), dtype=np.float32)
 
     def encode_asset_views(self, views: Sequence[Sequence[ImageInput]]) -> np.ndarray:
         """Mean of the per-view vectors of each asset (SigLIP has no multi-image input)."""

@@ -23,23 +23,25 @@ class NotAnImage(ImageError):
     """Bytes that are none of the accepted image formats (an upload of the wrong kind)."""
 
 
+def read_image_bytes(path: str | Path, max_bytes: int = DEFAULT_MAX_BYTES) -> bytes:
+    """An image file's bytes, refusing one over the byte cap before reading it."""
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+        if size > max_bytes:
+            raise ImageError(f"{path} is {size:,} bytes, over the {max_bytes:,}-byte limit")
+        return path.read_bytes()
+    except OSError as exc:
+        raise ImageError(f"cannot read {path}: {exc.strerror or exc}") from exc
+
+
 def decode_image(
     source: bytes | str | Path,
     max_bytes: int = DEFAULT_MAX_BYTES,
     max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> Image.Image:
     """Decode PNG/JPEG/WEBP/BMP bytes or a file into a fully loaded PIL image, or raise ImageError."""
-    if isinstance(source, (str, Path)):
-        path = Path(source)
-        try:
-            size = path.stat().st_size
-        except OSError as exc:
-            raise ImageError(f"cannot read {path}: {exc.strerror or exc}") from exc
-        if size > max_bytes:
-            raise ImageError(f"{path} is {size:,} bytes, over the {max_bytes:,}-byte limit")
-        data = path.read_bytes()
-    else:
-        data = bytes(source)
+    data = read_image_bytes(source, max_bytes) if isinstance(source, (str, Path)) else bytes(source)
     if not data:
         raise ImageError("empty image (0 bytes)")
     if len(data) > max_bytes:
