@@ -89,6 +89,23 @@ class Settings(BaseModel):
         description="DashScope's OpenAI-compatible endpoint (Batch API and chat)",
     )
     embedding_batch_size: int = Field(default=100, ge=1, le=10_000)
+    # Chosen by benchmarks/embed_bench.py (README "Sizing a million assets").
+    embedding_workers: int | None = Field(
+        default=None,
+        ge=0,
+        le=64,
+        description="view loader processes (read, decode, composite, preprocess) beside the model; "
+        "unset = one per core but one on a GPU machine, none on a CPU-only one",
+    )
+    embedding_engine: Literal["local", "ray"] = Field(
+        default="local", description="local = this process; ray = shards as Ray Data tasks on a cluster"
+    )
+    ray_address: str | None = Field(
+        default=None, description="Ray cluster to join (host:port or ray://…); unset = start one here"
+    )
+    ray_actors: int | None = Field(
+        default=None, ge=1, le=4096, description="model actors, one model each; unset = one per GPU, else 1"
+    )
     views_per_asset: int = Field(
         default=8,
         ge=1,
@@ -120,6 +137,15 @@ class Settings(BaseModel):
     qwen_model: str = Field(default="tongyi-embedding-vision-plus", min_length=1)
     qwen_dimension: int | None = Field(default=None, ge=64, le=4096, description="unset = the model's own")
     qwen_requests_per_minute: int = Field(default=120, ge=1, le=100_000)
+    qwen_concurrency: int = Field(
+        default=8, ge=1, le=256, description="DashScope embedding requests in flight at once"
+    )
+    qwen_tokens_per_minute: int | None = Field(
+        default=None,
+        ge=1,
+        le=1_000_000_000,
+        description="the account's tokens per minute for the model (estimated per request); unset = none",
+    )
     qwen_max_retries: int = Field(default=5, ge=0, le=20)
     qwen_timeout: float = Field(default=60.0, gt=0, le=600, description="seconds per request")
     qwen_image_url_base: str | None = Field(
@@ -222,6 +248,9 @@ class Settings(BaseModel):
         "qwen_image_root",
         "dashscope_base_url",
         "siglip_max_num_patches",
+        "embedding_workers",
+        "ray_address",
+        "ray_actors",
         mode="before",
     )
     @classmethod

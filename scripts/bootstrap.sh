@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 VENV=${VENV:-.venv}
-EXTRAS=${ASSETLIB_EXTRAS:-dev,notebooks,ml,qwen,api,dashboard}
+EXTRAS=${ASSETLIB_EXTRAS:-dev,notebooks,ml,qwen,ray,api,dashboard}
 PYTHON=${PYTHON:-python3}
 
 scripts/install-system-deps.sh

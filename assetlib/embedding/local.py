@@ -10,12 +10,12 @@ run without repeating or duplicating work.
 from __future__ import annotations
 
 import logging
+import os
 import time
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from assetlib.embedding.loader import StepTimes, ViewLoader
+from assetlib.embedding.loader import ViewLoader
 from assetlib.embedding.plan import Row
 from assetlib.embedding.shard_work import (
     ShardWork,
@@ -27,6 +27,7 @@ from assetlib.embedding.shard_work import (
     plan_shard,
 )
 from assetlib.embedding.shards import EncoderCard, encoder_dir
+from assetlib.embedding.summary import EmbedSummary, Report, progress_report
 from assetlib.encoders.base import Encoder
 from assetlib.encoders.pixels import PixelEncoder
 from assetlib.library.asset import Asset
@@ -35,77 +36,15 @@ from assetlib.records import Failure, write_failures
 
 log = logging.getLogger(__name__)
 
-FAILURES = "failures.csv"  # beside the shards: every asset that failed, in any shard
-Report = Callable[[dict], None]  # told how far a run is, after each shard
 
+def embedding_workers(configured: int | None) -> int:
+    """Loader processes to use: as configured, else all cores but one beside a GPU, none on a CPU
+    (where the model needs the cores the loaders would take; benchmarks/embed_bench.py)."""
+    if configured is not None:
+        return configured
+    import torch
 
-@dataclass
-class EmbedSummary:
-    """What an embedding run did."""
-
-    encoder: str
-    out_dir: Path
-    shards: int = 0
-    shards_skipped: int = 0
-    rows_computed: int = 0
-    rows_reused: int = 0
-    failures: list[Failure] = field(default_factory=list)  # in the shards computed by this run
-    failures_total: int = 0  # in every shard, earlier runs' included (failures.csv)
-    seconds: float = 0.0
-    workers: int = 0
-    engine: str = "local"
-    steps: StepTimes = field(default_factory=StepTimes)
-
-    @property
-    def items_per_second(self) -> float:
-        """Computed rows per second of wall time."""
-        return self.rows_computed / self.seconds if self.seconds else 0.0
-
-    @property
-    def views_per_second(self) -> float:
-        """View files embedded per second of wall time (what a sizing table needs)."""
-        return self.steps.views.get("model", 0) / self.seconds if self.seconds else 0.0
-
-    def add_shard(self, work: ShardWork) -> None:
-        """Count one shard's outcome."""
-        self.shards += 1
-        if work.unchanged:
-            self.shards_skipped += 1
-        else:
-            self.rows_computed += work.computed
-            self.rows_reused += work.reused
-            self.failures += work.failures
-
-    def log(self) -> None:
-        """One summary line, and one with each step's views/s."""
-        log.info(
-            "embedded with %s (%s engine, %d workers): %d shards (%d unchanged), %d rows computed "
-            "(%.1f/s), %d reused, %d failures (%d in all shards: %s) in %.1fs",
-            self.encoder,
-            self.engine,
-            self.workers,
-            self.shards,
-            self.shards_skipped,
-            self.rows_computed,
-            self.items_per_second,
-            self.rows_reused,
-            len(self.failures),
-            self.failures_total,
-            self.failures_csv,
-            self.seconds,
-        )
-        rates = self.steps.rates()
-        if rates:
-            log.info(
-                "views/s per step (one process each): %s; bound by %s",
-                ", ".join(f"{k} {v:,.0f}" for k, v in rates.items()),
-                self.steps.bound(),
-            )
-
-    @property
-    def failures_csv(self) -> Path:
-        """The table of every asset that failed."""
-        return self.out_dir / FAILURES
+    return max(1, min(8, (os.cpu_count() or 2) - 1)) if torch.cuda.is_available() else 0
 
 
 def _jobs(
@@ -174,23 +113,10 @@ def embed_assets(
             bar.set_postfix(rows=summary.rows_computed, failed=len(summary.failures), refresh=False)
             if report is not None:
                 elapsed = time.perf_counter() - started
-                report(_progress_report(done, computed_assets, len(ordered), elapsed, summary))
+                report(progress_report(done, computed_assets, len(ordered), elapsed, summary))
     bar.close()
     summary.seconds = time.perf_counter() - started
     summary.failures_total = len(every_failure)
     write_failures(every_failure, summary.failures_csv)
     summary.log()
     return summary
-
-
-def _progress_report(done: int, computed: int, total: int, seconds: float, summary: EmbedSummary) -> dict:
-    """How far the run is and when it should end, at the rate of the shards computed so far."""
-    rate = computed / seconds if seconds > 0 else 0.0
-    return {
-        "assets_done": done,
-        "assets_total": total,
-        "assets_per_second": round(rate, 2),
-        "eta_seconds": round((total - done) / rate, 1) if rate else None,
-        "vectors_computed": summary.rows_computed,
-        "failures": len(summary.failures),
-    }

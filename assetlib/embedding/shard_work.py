@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from assetlib.embedding.loader import Prepared, StepTimes
+from assetlib.embedding.loader import Prepared, StepTimes, ViewLoader
 from assetlib.embedding.plan import Row, RowKey, plan_rows, shard_fingerprint
 from assetlib.embedding.shards import ShardFiles
 from assetlib.encoders.base import Encoder, EncoderError, EncoderInfo, mean_of_views
@@ -197,7 +197,7 @@ def compute_rest(
     work: ShardWork,
     times: StepTimes,
     tick: Tick | None = None,
-    chunk: int = 32,
+    chunk: int = 64,
 ) -> None:
     """Everything the loader did not compute: captions, views of encoders without pixels, asset
     vectors (means of the views just computed, or the encoder's fused vectors, `chunk` assets per
@@ -271,3 +271,30 @@ class ShardWriter:
         finally:
             if self._pool is not None:
                 self._pool.shutdown(wait=True)
+
+
+def run_shard(
+    encoder: Encoder,
+    folder: Path,
+    number: int,
+    chunk: Sequence[Asset],
+    per_view: bool,
+    languages: Sequence[str],
+    loader: ViewLoader,
+    times: StepTimes,
+) -> ShardWork:
+    """One whole shard, start to finish and written (the unit of work of the Ray engine): skipped
+    when unchanged, else its views through `loader`, the rest through the encoder, then its files."""
+    work = plan_shard(folder, number, chunk, encoder.info, per_view, languages)
+    if work.unchanged:
+        return work
+    if per_view and isinstance(encoder, PixelEncoder):
+        jobs = (
+            (rows, [str(r.paths[0]) for r in rows])
+            for rows in batches_of(pixel_rows(work, encoder), encoder.batch_size)
+        )
+        for rows, prepared in loader.map(jobs):
+            absorb(encoder, work, rows, prepared, times)
+    compute_rest(encoder, work, times)
+    write_shard(work, encoder.info.dim, times)
+    return work

@@ -181,7 +181,13 @@ def cmd_embed(args: argparse.Namespace) -> int:
     """Embed a library with one algorithm into shards, then load the vectors into the store."""
     from assetlib.pipeline.stages import embed, populate
 
-    settings = _settings(args)
+    overrides = {
+        "embedding_workers": args.workers,
+        "embedding_engine": args.engine,
+        "ray_address": args.address,
+        "ray_actors": args.actors,
+    }
+    settings = _settings(args, **{k: v for k, v in overrides.items() if v is not None})
     stage = embed(
         settings, [args.algorithm], args.library, shard_root=args.run_dir, languages=args.languages.split(",")
     )
@@ -400,6 +406,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     embed.add_argument("--languages", default="en,zh", help="caption languages to embed")
     embed.add_argument("--no-load", action="store_true", help="write shards only; do not load the store")
+    embed.add_argument(
+        "--workers", type=int, help="view loader processes beside the model (EMBEDDING_WORKERS; 0: none)"
+    )
+    embed.add_argument(
+        "--engine", choices=["local", "ray"], help="local (default) or ray: shards over a Ray cluster"
+    )
+    embed.add_argument("--address", help="the Ray cluster to join (RAY_ADDRESS; unset: start one here)")
+    embed.add_argument("--actors", type=int, help="Ray model actors, one model each (default: one per GPU)")
 
     train = add(sub, "train", cmd_train)
     train.add_argument(

@@ -7,6 +7,7 @@ this module, and the tables and plots of its result.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import time
@@ -24,6 +25,7 @@ from assetlib.vocab import Algorithm
 
 # Each stage imports its room when it runs: the runner and the CLI's parser load none of them.
 if TYPE_CHECKING:
+    from assetlib.embedding.summary import EmbedSummary
     from assetlib.evaluation.queries import QuerySet
     from assetlib.evaluation.report import EvalReport
     from assetlib.library.translate import TranslationReport
@@ -299,6 +301,52 @@ class EmbedStage:
         return [r["encoder"] for r in self.results if r["status"] == "done"]
 
 
+def _run_engine(
+    settings: Settings,
+    spec: str,
+    assets: Sequence[Asset],
+    shards: Path,
+    languages: Sequence[str],
+    progress: bool,
+    run_dir: str | Path | None,
+    stage: str,
+) -> EmbedSummary:
+    """One algorithm through the configured engine, the stage metrics saying how far it is as it goes."""
+    from assetlib.embedding.local import embed_assets, embedding_workers
+    from assetlib.encoders.registry import get_encoder
+
+    def report(state: dict) -> None:
+        if run_dir is not None:
+            write_stage_metrics(run_dir, stage, "running", algorithm=spec, progress=state)
+
+    workers = embedding_workers(settings.embedding_workers)
+    if settings.embedding_engine == "ray":
+        from assetlib.embedding.ray_engine import embed_assets_ray
+
+        return embed_assets_ray(
+            assets,
+            functools.partial(get_encoder, spec, settings),
+            shards,
+            shard_size=settings.embedding_shard_size,
+            languages=languages,
+            progress=progress,
+            workers=workers,
+            address=settings.ray_address,
+            actors=settings.ray_actors,
+            report=report,
+        )
+    return embed_assets(
+        assets,
+        get_encoder(spec, settings),
+        shards,
+        shard_size=settings.embedding_shard_size,
+        languages=languages,
+        progress=progress,
+        workers=workers,
+        report=report,
+    )
+
+
 def embed(
     settings: Settings,
     algorithms: Sequence[str],
@@ -314,8 +362,7 @@ def embed(
     The stage is done when its first algorithm is (the one it is named after); later ones (the
     e5 baseline) are extras.
     """
-    from assetlib.embedding.local import embed_assets
-    from assetlib.encoders.registry import availability, get_encoder, parse_spec
+    from assetlib.encoders.registry import availability, parse_spec
 
     assets = open_library(settings, root).assets
     shards = Path(shard_root) if shard_root else settings.home
@@ -330,14 +377,7 @@ def embed(
             )
             log.warning("%s skipped: %s", algorithm, state.reason)
             continue
-        summary = embed_assets(
-            assets,
-            get_encoder(spec, settings),
-            shards,
-            shard_size=settings.embedding_shard_size,
-            languages=languages,
-            progress=progress,
-        )
+        summary = _run_engine(settings, spec, assets, shards, languages, progress, run_dir, stage)
         result.results.append(
             {
                 "algorithm": algorithm,
@@ -349,6 +389,10 @@ def embed(
                 "vectors_computed": summary.rows_computed,
                 "vectors_reused": summary.rows_reused,
                 "vectors_per_second": round(summary.items_per_second, 1),
+                "views_per_second": round(summary.views_per_second, 1),
+                "engine": summary.engine,
+                "workers": summary.workers,
+                "steps": summary.steps.as_dict(),
                 "failures": summary.failures_total,
                 "failures_csv": str(summary.failures_csv),
                 "seconds": round(summary.seconds, 1),
