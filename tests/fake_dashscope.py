@@ -2,7 +2,10 @@
 
 It can be scripted to answer 429, 5xx, 4xx, a time-out or a malformed body, and records every
 request so tests can check what the client sent. Embeddings are deterministic functions of the
-content, so the same text or image always gets the same vector.
+content, so the same text or image always gets the same vector. `limit(n, window)` makes it enforce
+a sliding-window rate limit the way DashScope answers one (429 `Throttling.RateQuota`); `latency`
+holds every answer back, and it counts requests received, answered and throttled and the most
+in flight at once.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import threading
 import time
 import uuid
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
 
@@ -22,6 +26,8 @@ from servers import LoopbackHTTPServer
 from assetlib.model_specs import QWEN_MODELS
 
 EMBEDDING_PATH = "/api/v1/services/embeddings/multimodal-embedding/multimodal-embedding"
+# What DashScope answers when an account's requests per minute are spent (HTTP 429).
+RATE_QUOTA = ("Throttling.RateQuota", "Requests rate limit exceeded, please try again later.")
 
 
 @dataclass
@@ -47,6 +53,34 @@ class FakeDashScope:
     lock: threading.Lock = field(default_factory=threading.Lock)
     poison: str | None = None  # any request whose body contains this string gets a 500
     uploads: list = field(default_factory=list)  # any request for an upload policy or a file upload
+    latency: float = 0.0  # seconds every embedding request waits before its answer
+    rate_limit: tuple[int, float] | None = None  # at most n requests answered in any `window` seconds
+    clock: Callable[[], float] = time.monotonic
+    admitted: deque = field(default_factory=deque)  # when the requests in the current window came
+    received: int = 0
+    answered: int = 0  # 200s
+    throttled: int = 0  # 429s of the rate limit (scripted ones not counted)
+    in_flight: int = 0
+    max_in_flight: int = 0
+
+    def limit(self, count: int, window: float = 60.0) -> FakeDashScope:
+        """Enforce at most `count` admitted requests in any sliding `window` seconds; others get 429.
+        Throttled requests do not count against the window."""
+        self.rate_limit = (count, window)
+        return self
+
+    def _admit(self) -> bool:
+        """Whether the rate limit lets one more request through now (call under the lock)."""
+        if self.rate_limit is None:
+            return True
+        count, window = self.rate_limit
+        now = self.clock()
+        while self.admitted and self.admitted[0] <= now - window:
+            self.admitted.popleft()
+        if len(self.admitted) >= count:
+            return False
+        self.admitted.append(now)
+        return True
 
     def vector(self, content: dict) -> list[float]:
         """A deterministic unit vector for one content item."""
@@ -114,6 +148,16 @@ def _handler(state: FakeDashScope) -> type[BaseHTTPRequestHandler]:
             self._send(403, json.dumps({"code": "Forbidden", "message": "no uploads here"}).encode())
 
         def do_POST(self) -> None:
+            with state.lock:
+                state.in_flight += 1
+                state.max_in_flight = max(state.max_in_flight, state.in_flight)
+            try:
+                self._post()
+            finally:
+                with state.lock:
+                    state.in_flight -= 1
+
+        def _post(self) -> None:
             length = int(self.headers.get("Content-Length", 0))
             raw = self.rfile.read(length) or b"{}"
             if "upload" in self.path:
@@ -126,11 +170,15 @@ def _handler(state: FakeDashScope) -> type[BaseHTTPRequestHandler]:
             with state.lock:
                 state.requests.append(payload)
                 state.headers.append(dict(self.headers))
+                state.received += 1
                 answer = state.script.popleft() if state.script else Scripted()
                 if state.poison is not None and state.poison in json.dumps(payload):
                     answer = Scripted(500, "InternalError", "poisoned content")
-            if answer.delay:
-                time.sleep(answer.delay)
+                if answer.status == 200 and not state._admit():
+                    answer = Scripted(429, *RATE_QUOTA)
+                    state.throttled += 1
+            if answer.delay or state.latency:
+                time.sleep(answer.delay or state.latency)
             if self.path != EMBEDDING_PATH:
                 self._send(
                     404,
@@ -170,6 +218,8 @@ def _handler(state: FakeDashScope) -> type[BaseHTTPRequestHandler]:
                 "usage": {"input_tokens": 10, "image_count": sum("image" in k for c in contents for k in c)},
                 "request_id": request_id,
             }
+            with state.lock:
+                state.answered += 1
             self._send(200, json.dumps(body).encode())
 
     return Handler

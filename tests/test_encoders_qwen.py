@@ -1,4 +1,5 @@
-"""The Qwen client against a local fake DashScope: wire format, retries, typed errors, no zero vectors."""
+"""The Qwen client against a local fake DashScope: wire format, retries, typed errors, no zero vectors,
+requests in flight concurrently under an adaptive (AIMD) rate limiter."""
 
 from __future__ import annotations
 
@@ -7,7 +8,16 @@ import pytest
 from fake_dashscope import FakeDashScopeServer, Scripted
 from PIL import Image
 
-from assetlib.encoders.qwen import QwenEncoder, QwenRequestError, QwenServerError, RateLimiter
+from assetlib.encoders.qwen import (
+    IMAGE_TOKENS,
+    REQUEST_OVERHEAD_TOKENS,
+    AdaptiveLimiter,
+    QwenEncoder,
+    QwenRequestError,
+    QwenServerError,
+    RateLimiter,
+    estimate_tokens,
+)
 
 DIM = 64
 
@@ -41,7 +51,8 @@ def test_eight_views_travel_as_one_multi_images_item(fake):
     fused = client.encode_asset_views([_views(8), _views(3)])
     assert fused.shape == (2, DIM) and fused.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(fused, axis=1), 1.0, rtol=1e-5)
-    first, second = fake.state.requests
+    # The two assets' requests travel concurrently: tell them apart by their views.
+    first, second = sorted(fake.state.requests, key=lambda r: -len(r["input"]["contents"][0]["multi_images"]))
     assert first["model"] == "tongyi-embedding-vision-plus" and first["parameters"]["dimension"] == DIM
     contents = first["input"]["contents"]
     assert len(contents) == 1 and list(contents[0]) == ["multi_images"]
@@ -184,16 +195,8 @@ def _model_client(fake, model: str, **kw) -> QwenEncoder:
     """A client of one DashScope model at a dimension it offers, the fake answering in that size."""
     dimension = MODEL_DIMS.get(model, DIM)
     fake.state.dim = dimension or 1024
-    return QwenEncoder(
-        model,
-        "sk-test",
-        dimension=dimension,
-        base_url=fake.base_url,
-        backoff_base=0.01,
-        requests_per_minute=100_000,
-        max_retries=1,
-        **kw,
-    )
+    options = {"backoff_base": 0.01, "requests_per_minute": 100_000, "max_retries": 1} | kw
+    return QwenEncoder(model, "sk-test", dimension=dimension, base_url=fake.base_url, **options)
 
 
 @pytest.mark.parametrize(
@@ -298,3 +301,173 @@ def test_nothing_a_user_types_is_uploaded_under_any_key(fake, tmp_path, monkeypa
     assert [s.strip() for s in sent] == queries  # every query went, as text
     assert fake.state.uploads == []  # and the fake's upload endpoint saw nothing
     assert not any(h.get("X-DashScope-OssResourceResolve") for h in fake.state.headers)
+
+
+# -- concurrency and the adaptive limiter ------------------------------------------------------------
+def _assets(n: int, views: int = 2) -> list[list[Image.Image]]:
+    """n assets whose views differ, so each fused vector is its own."""
+    return [
+        [Image.new("RGB", (8, 8), (i % 256, (i // 256) * 40 + v, 7)) for v in range(views)] for i in range(n)
+    ]
+
+
+def test_requests_overlap_up_to_the_concurrency_and_keep_input_order(fake):
+    fake.state.latency = 0.05  # long enough for requests to meet in flight
+    assets = _assets(16)
+    client = _client(fake, concurrency=4)
+    vectors = client.encode_asset_views(assets)
+    assert 1 < fake.state.max_in_flight <= 4
+    fake.state.latency = 0.0
+    serial = _client(fake, concurrency=1).encode_asset_views(assets)
+    np.testing.assert_array_equal(vectors, serial)  # the same vector for the same asset, in input order
+    assert client.requests == 16 and client.stats()["requests"] == 16
+
+
+def test_texts_spread_over_many_requests_come_back_in_order(fake):
+    texts = [f"object number {i}" for i in range(12)]
+    concurrent = _model_client(fake, "qwen2.5-vl-embedding", concurrency=6)  # one text per request
+    serial = _model_client(fake, "qwen2.5-vl-embedding", concurrency=1)
+    np.testing.assert_array_equal(concurrent.encode_texts(texts, "en"), serial.encode_texts(texts, "en"))
+    assert len(fake.state.requests) == 24
+
+
+def test_one_request_that_finally_fails_fails_the_call(fake):
+    fake.state.poison = "number 7"
+    client = _model_client(fake, "qwen2.5-vl-embedding", concurrency=4)
+    with pytest.raises(QwenServerError, match="poisoned"):
+        client.encode_texts([f"number {i}" for i in range(10)], "en")
+    assert client.stats()["requests"] == fake.state.received  # counted under threads, none missed
+
+
+def test_a_burst_of_429s_cuts_the_rate_then_successes_restore_it(fake):
+    fake.state.then(*[Scripted(429, "Throttling.RateQuota", "Requests rate limit exceeded")] * 6)
+    client = _client(fake, concurrency=4, requests_per_minute=60_000, max_retries=8)
+    first = client.encode_asset_views(_assets(4))  # 4 successes: fewer than a run that earns a step back
+    stats = client.stats()
+    assert stats["throttled"] == 6 and stats["retries"] == 6 and stats["requests"] == 10
+    assert client.limiter.cuts >= 1 and stats["allowed_per_minute"] < 60_000
+    more = client.encode_asset_views(_assets(60)[4:])
+    assert client.stats()["allowed_per_minute"] == 60_000  # recovered, additively
+    everything = np.concatenate([first, more])
+    assert everything.shape == (60, DIM) and (np.linalg.norm(everything, axis=1) > 0.99).all()  # none lost
+    np.testing.assert_array_equal(everything, _client(fake, concurrency=1).encode_asset_views(_assets(60)))
+
+
+def test_a_sliding_window_limit_on_the_server_loses_nothing(fake):
+    fake.state.limit(5, window=0.5)  # 600 a minute, while the client asks for twice that
+    client = _model_client(
+        fake,
+        "qwen2.5-vl-embedding",
+        concurrency=4,
+        requests_per_minute=1200,
+        max_retries=8,
+        backoff_base=0.1,
+        backoff_max=0.5,
+    )
+    texts = [f"lamp {i}" for i in range(12)]
+    vectors = client.encode_texts(texts, "en")
+    assert vectors.shape == (12, 512) and fake.state.answered == 12  # every item got its vector
+    assert fake.state.received == 12 + fake.state.throttled == client.stats()["requests"]
+    assert client.stats()["throttled"] == fake.state.throttled
+
+
+class _FrozenClock:
+    """A clock that stands still while the limiter reserves slots: the sleeps say when each starts."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+        self.starts: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.starts.append(self.now + seconds)
+
+
+def _most_in_a_window(starts: list[float], window: float = 60.0, weights: list[int] | None = None) -> int:
+    weights = weights or [1] * len(starts)
+    pairs = sorted(zip(starts, weights, strict=True))
+    return max(sum(w for t, w in pairs if a <= t < a + window) for a, _ in pairs)
+
+
+def test_the_limiter_keeps_any_minute_within_the_rate_across_threads():
+    import threading
+
+    clock = _FrozenClock()
+    limiter = AdaptiveLimiter(120, clock=clock, sleep=clock.sleep)
+    threads = [threading.Thread(target=lambda: [limiter.acquire() for _ in range(25)]) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    starts = [clock.now, *clock.starts]  # the first request waited for nothing
+    assert len(starts) == 200
+    assert _most_in_a_window(starts) == 120  # never more than the limit in any minute
+    assert np.diff(sorted(starts)) == pytest.approx(0.5)  # evenly spaced, no bursts
+
+
+def test_the_token_budget_paces_requests_and_settles_on_reported_usage():
+    clock = _FrozenClock()
+    limiter = AdaptiveLimiter(100_000, tokens_per_minute=6000, clock=clock, sleep=clock.sleep)
+    for _ in range(12):
+        limiter.acquire(1000)
+    starts = [clock.now, *clock.starts]
+    assert _most_in_a_window(starts, weights=[1000] * 12) == 6000  # 10 s apart
+    limiter.settle(1000, 100)  # the last one cost 100 tokens, not 1000: 9 s of budget back
+    clock.starts.clear()
+    limiter.acquire(1000)
+    assert clock.starts == pytest.approx([starts[-1] + 1.0])
+
+
+def test_aimd_halves_once_per_burst_down_to_a_floor_and_climbs_back():
+    limiter = AdaptiveLimiter(600)
+    epoch = limiter.acquire()
+    assert limiter.throttled(epoch) and limiter.rate == 300
+    assert not limiter.throttled(epoch) and limiter.rate == 300  # same burst: requests sent before the cut
+    later = limiter.acquire()
+    assert not limiter.throttled(later) and limiter.rate == 300  # the window may still hold the old rate
+    limiter.succeeded(epoch)  # an answer to a request sent before the cut says nothing of the new rate
+    assert not limiter.throttled(later) and limiter.rate == 300
+    limiter.succeeded(later)  # one sent at the new rate got through, and yet another was throttled
+    assert limiter.throttled(later) and limiter.rate == 150
+    for _ in range(10):
+        limiter.succeeded(limiter._epoch)
+        limiter.throttled(limiter._epoch)
+    assert limiter.rate == limiter.floor == 30
+    for _ in range(4):
+        limiter.succeeded(limiter._epoch)
+    assert limiter.rate == 30
+    limiter.succeeded(limiter._epoch)
+    assert limiter.rate == 90  # + a tenth of the limit per run of 5 successes
+    for _ in range(100):
+        limiter.succeeded(limiter._epoch)
+    assert limiter.rate == 600  # never above the configured limit
+
+
+def test_token_estimates_are_conservative():
+    assert estimate_tokens([{"text": "一把红色的椅子"}]) == REQUEST_OVERHEAD_TOKENS + 7
+    assert estimate_tokens([{"multi_images": ["a"] * 8}]) == REQUEST_OVERHEAD_TOKENS + 8 * IMAGE_TOKENS
+    assert estimate_tokens([{"image": "a"}, {"image": "b"}]) == REQUEST_OVERHEAD_TOKENS + 2 * IMAGE_TOKENS
+
+
+def test_concurrency_and_token_budget_settings_reach_the_encoder(fake):
+    from assetlib.config import load_settings
+    from assetlib.encoders.registry import clear_cache, get_encoder
+
+    settings = load_settings(
+        environ={
+            "DASHSCOPE_API_KEY": "sk-test",
+            "DASHSCOPE_BASE_URL": fake.base_url,
+            "QWEN_DIMENSION": str(DIM),
+            "QWEN_CONCURRENCY": "3",
+            "QWEN_TOKENS_PER_MINUTE": "500000",
+        }
+    )
+    assert load_settings(environ={}).qwen_tokens_per_minute is None  # no token budget unless set
+    clear_cache()
+    encoder = get_encoder("qwen", settings)
+    assert isinstance(encoder, QwenEncoder)
+    assert encoder.concurrency == 3 and encoder.limiter.tokens_per_minute == 500_000
+    assert encoder.limiter.limit == settings.qwen_requests_per_minute
+    clear_cache()

@@ -154,6 +154,8 @@ def _qwen_load(model: str, settings: Settings) -> Encoder:
         dimension=settings.qwen_dimension,
         base_url=settings.dashscope_base_url,
         requests_per_minute=settings.qwen_requests_per_minute,
+        tokens_per_minute=settings.qwen_tokens_per_minute,
+        concurrency=settings.qwen_concurrency,
         max_retries=settings.qwen_max_retries,
         timeout=settings.qwen_timeout,
         image_url_base=settings.qwen_image_url_base,
