@@ -19,20 +19,8 @@ import numpy as np
 from PIL import Image
 
 from assetlib.records import write_csv
-from assetlib.train.init_model import SiglipSize, init_siglip, train_tokenizer
+from assetlib.train.init_model import BASE, SiglipSize, init_siglip, train_tokenizer
 
-BASE = SiglipSize(
-    image_size=224,
-    patch_size=16,
-    vision_hidden=768,
-    vision_layers=12,
-    vision_heads=12,
-    text_hidden=768,
-    text_layers=12,
-    text_heads=12,
-    max_text_tokens=64,
-    vocab_size=2000,
-)
 CAPTIONS = [
     f"a {c} {o} with {n} legs"
     for c in ("red", "blue", "green", "white")

@@ -91,6 +91,7 @@ def embed_assets(
     loader = ViewLoader(preprocess, summary.workers)
     done = computed_assets = 0
     with loader, ShardWriter(encoder.info.dim, summary.steps) as writer:
+        summary.startup_seconds = time.perf_counter() - started
         for (work, rows), prepared in loader.map(_jobs(works, encoder, pixels)):
             if rows is not None:
                 absorb(encoder, work, rows, prepared, summary.steps)  # type: ignore[arg-type]

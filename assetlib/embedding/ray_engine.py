@@ -155,7 +155,9 @@ def embed_assets_ray(
         batch_size=1,
         compute=ray.data.ActorPoolStrategy(size=actors),
         num_gpus=1 if gpus else 0,
-        num_cpus=1 + workers,
+        # The model's process and its loader workers; never more than the cluster can give each
+        # actor, or Ray waits forever for CPUs that will not come.
+        num_cpus=min(1 + workers, max(1.0, resources.get("CPU", 1) / actors)),
     )
     bar = progress_bar(total=len(ordered), desc="embed (ray)", unit="asset", disable=not progress)
     every_failure: list[Failure] = []
@@ -164,6 +166,8 @@ def embed_assets_ray(
         name, folder, work, times = pickle.loads(row["outcome"])
         if summary is None:  # the encoder's name comes from the actors: the driver loads no model
             summary = EmbedSummary(name, folder, workers=workers, engine="ray")
+            # Up to the first shard: the cluster, the actors' models, and one shard's work.
+            summary.startup_seconds = time.perf_counter() - started
             bar.set_description(f"embed {name} (ray)")
         summary.add_shard(work)
         summary.steps.merge(times)

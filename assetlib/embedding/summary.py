@@ -32,6 +32,7 @@ class EmbedSummary:
     seconds: float = 0.0
     workers: int = 0
     engine: str = "local"
+    startup_seconds: float = 0.0  # starting loader workers (and, on Ray, the cluster and actors)
     steps: StepTimes = field(default_factory=StepTimes)
 
     @property
@@ -41,8 +42,9 @@ class EmbedSummary:
 
     @property
     def views_per_second(self) -> float:
-        """View files embedded per second of wall time (what a sizing table needs)."""
-        return self.steps.views.get("model", 0) / self.seconds if self.seconds else 0.0
+        """View files embedded per second of wall time after start-up (what a sizing table needs)."""
+        running = self.seconds - self.startup_seconds
+        return self.steps.views.get("model", 0) / running if running > 0 else 0.0
 
     def add_shard(self, work: ShardWork) -> None:
         """Count one shard's outcome."""

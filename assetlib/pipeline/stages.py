@@ -316,8 +316,10 @@ def _run_engine(
     from assetlib.encoders.registry import get_encoder
 
     def report(state: dict) -> None:
+        # Rewritten after every shard (not logged): what a watcher of the run folder reads for an ETA.
         if run_dir is not None:
-            write_stage_metrics(run_dir, stage, "running", algorithm=spec, progress=state)
+            record = {"stage": str(stage), "status": "running", "algorithm": spec, "progress": state}
+            write_json(Path(run_dir) / STAGE_METRICS, record)
 
     workers = embedding_workers(settings.embedding_workers)
     if settings.embedding_engine == "ray":

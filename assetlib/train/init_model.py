@@ -29,6 +29,35 @@ class SiglipSize:
     text_heads: int = 4
     max_text_tokens: int = 32
     vocab_size: int = 600
+    intermediate: int | None = None  # MLP width of both towers; None = 4 × hidden
+
+
+# Google's geometries (random weights: throughput depends on the architecture, not the weights).
+BASE = SiglipSize(  # google/siglip-base-patch16-224
+    image_size=224,
+    patch_size=16,
+    vision_hidden=768,
+    vision_layers=12,
+    vision_heads=12,
+    text_hidden=768,
+    text_layers=12,
+    text_heads=12,
+    max_text_tokens=64,
+    vocab_size=2000,
+)
+SO400M = SiglipSize(  # google/siglip-so400m-patch14-384 (and SigLIP 2's FixRes so400m at 384)
+    image_size=384,
+    patch_size=14,
+    vision_hidden=1152,
+    vision_layers=27,
+    vision_heads=16,
+    text_hidden=1152,
+    text_layers=27,
+    text_heads=16,
+    max_text_tokens=64,
+    vocab_size=2000,
+    intermediate=4304,
+)
 
 
 TINY = SiglipSize(
@@ -104,7 +133,7 @@ def init_siglip(
         text_config={
             "vocab_size": tokenizer.vocab_size,
             "hidden_size": size.text_hidden,
-            "intermediate_size": size.text_hidden * 4,
+            "intermediate_size": size.intermediate or size.text_hidden * 4,
             "num_hidden_layers": size.text_layers,
             "num_attention_heads": size.text_heads,
             "max_position_embeddings": size.max_text_tokens,
@@ -114,7 +143,7 @@ def init_siglip(
         },
         vision_config={
             "hidden_size": size.vision_hidden,
-            "intermediate_size": size.vision_hidden * 4,
+            "intermediate_size": size.intermediate or size.vision_hidden * 4,
             "num_hidden_layers": size.vision_layers,
             "num_attention_heads": size.vision_heads,
             "image_size": size.image_size,
