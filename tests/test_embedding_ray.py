@@ -63,7 +63,9 @@ def _local_single_threaded(assets, model, out):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        return embed_assets(assets, SiglipEncoder(str(model), batch_size=7), out, shard_size=5, progress=False)
+        return embed_assets(
+            assets, SiglipEncoder(str(model), batch_size=7), out, shard_size=5, progress=False
+        )
     finally:
         torch.set_num_threads(threads)
 
