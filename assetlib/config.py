@@ -184,6 +184,12 @@ class Settings(BaseModel):
     render_timeout_s: float = Field(
         default=20.0, gt=0, le=3600, description="time limit of one query render (the 4xx past it)"
     )
+    reader_workers: int = Field(
+        default=min(8, os.cpu_count() or 1),
+        ge=1,
+        le=64,
+        description="processes scanning a render tree (listings, camera JSON, decode checks)",
+    )
     render_workers: int = Field(
         default=1, ge=1, le=16, description="warm renderer processes serving query-by-model"
     )

@@ -171,3 +171,50 @@ def test_bad_images_are_refused_with_reasons(tmp_path):
         decode_image(big.getvalue())
     with pytest.raises(ImageError, match="cannot read"):
         decode_image(tmp_path / "missing.png")
+
+
+def test_the_view_index_is_reused_and_a_changed_folder_rescanned(real_library, tmp_path):
+    from assetlib.library.view_index import index_path, load_index, scan_tree
+
+    renders = real_library / "renders"
+    index = index_path(tmp_path / "home", renders)
+    ids = ["0/10002", "0/10023", "1/20007", "1/20009", "2/30001"]
+    first, stats = scan_tree(renders, ids, index_file=index)
+    assert (stats.scanned, stats.reused, stats.missing) == (4, 0, 1) and index.is_file()
+    again, stats = scan_tree(renders, ids, index_file=index)
+    assert (stats.scanned, stats.reused) == (0, 4)  # nothing listed or parsed again
+    assert again == first
+    # Views added to one folder and removed from another: both, and only they, are rescanned.
+    write_views(renders / "1" / "20009", gobjaverse_cameras()[:5])
+    (renders / "0" / "10023" / "00039" / "00039.png").unlink()
+    (renders / "0" / "10023" / "00039" / "00039.json").unlink()
+    (renders / "0" / "10023" / "00039").rmdir()
+    changed, stats = scan_tree(renders, ids, index_file=index)
+    assert (stats.scanned, stats.reused) == (2, 2)
+    assert len(changed["1/20009"].views) == 5 and len(changed["0/10023"].views) == 39
+    assert changed["0/10002"] == first["0/10002"]
+    # A corrupt index is set aside and rebuilt, never fatal.
+    index.write_bytes(b"not a pickle")
+    assert load_index(index, renders) == {}
+    rebuilt, stats = scan_tree(renders, ids, index_file=index)
+    assert stats.scanned == 4 and rebuilt == changed
+
+
+def test_a_parallel_read_equals_a_serial_one_and_keeps_decode_checks(real_library, tmp_path):
+    from assetlib.library.readers import DecodeCheck
+    from assetlib.library.view_index import index_path, scan_tree
+
+    renders = real_library / "renders"
+    truncate(renders / "0" / "10002" / "campos_512_v4" / "00000" / "00000.png")
+    ids = ["0/10002", "0/10023", "1/20007", "1/20009", "2/30001"]
+    serial, _ = scan_tree(renders, ids, check=DecodeCheck(8))
+    index = index_path(tmp_path / "home", renders)
+    parallel, stats = scan_tree(renders, ids, index_file=index, workers=2, chunk=1, check=DecodeCheck(8))
+    assert stats.workers == 2 and parallel == serial
+    assert serial["0/10002"].intact[0] is not None  # the truncated view was found out, and remembered
+    source = LibrarySource.at(real_library)
+    first = read_library(source, num_views=8, index_file=index)
+    second = read_library(source, num_views=8, index_file=index, workers=2)
+    assert second.assets == first.assets and second.failures == first.failures
+    assert second.counts["folders_from_index"] == 2 and second.counts["folders_scanned"] == 0  # captioned ids
+    assert all(p.parent.name != "00000" for p in first.assets[0].view_paths)

@@ -104,7 +104,12 @@ def cmd_library_read(args: argparse.Namespace) -> int:
     from assetlib.pipeline.stages import build_library
 
     stage = build_library(
-        _settings(args), "real", args.root, run_dir=args.run_dir, verify_images=not args.no_verify
+        _settings(args),
+        "real",
+        args.root,
+        run_dir=args.run_dir,
+        verify_images=not args.no_verify,
+        rescan=args.rescan,
     )
     _print_stage(stage)
     return 0
@@ -498,6 +503,9 @@ def build_parser() -> argparse.ArgumentParser:
     read.add_argument("root", help="folder with text_captions_cap3d.json, the index map, renders/ …")
     read.add_argument("--run-dir", help="write failures, counts and a 4×4 preview grid here")
     read.add_argument("--no-verify", action="store_true", help="skip decoding the chosen views")
+    read.add_argument(
+        "--rescan", action="store_true", help="scan every render folder again, ignoring the view index"
+    )
     render = add(lib_sub, "render", cmd_library_render)
     render.add_argument("meshes", nargs="+", help="GLB, OBJ, PLY or STL files")
     render.add_argument("--out", required=True, help="output folder: <out>/<mesh name>/<vvvvv>/<vvvvv>.png")

@@ -10,6 +10,7 @@ import json
 import logging
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
@@ -18,8 +19,9 @@ from PIL import Image
 
 from assetlib.config import Settings
 from assetlib.library.asset import Asset
+from assetlib.library.view_index import Entry, index_path, scan_folder, scan_tree, views_folder
 from assetlib.logs import progress
-from assetlib.media.views import CAMPOS_DIR, CameraError, View, read_view, select_views
+from assetlib.media.views import View, select_views
 from assetlib.records import Failure
 
 log = logging.getLogger(__name__)
@@ -140,23 +142,7 @@ def read_quality_list(path: Path) -> set[str]:
 
 def find_views(render_root: Path, asset_id: str) -> tuple[list[View], list[str]]:
     """All views of an asset in either layout (with or without campos_512_v4); also per-view problems."""
-    base = render_root.joinpath(*asset_id.split("/"))
-    folder = base / CAMPOS_DIR if (base / CAMPOS_DIR).is_dir() else base
-    if not folder.is_dir():
-        return [], [f"no render folder {base}"]
-    views, problems = [], []
-    for view_dir in sorted(p for p in folder.iterdir() if p.is_dir() and VIEW_DIR.match(p.name)):
-        image, camera = view_dir / f"{view_dir.name}.png", view_dir / f"{view_dir.name}.json"
-        if not image.exists() or not camera.exists():
-            problems.append(
-                f"view {view_dir.name}: missing {'image' if not image.exists() else 'camera JSON'}"
-            )
-            continue
-        try:
-            views.append(read_view(int(view_dir.name), image, camera))
-        except CameraError as exc:
-            problems.append(f"view {view_dir.name}: {exc}")
-    return views, problems
+    return scan_folder(render_root, asset_id)
 
 
 def image_is_intact(path: Path) -> str | None:
@@ -169,14 +155,21 @@ def image_is_intact(path: Path) -> str | None:
         return f"{type(exc).__name__}: {exc}"
 
 
-def choose_views(views: list[View], count: int, verify: bool) -> tuple[list[View], list[str]]:
-    """Select `count` views evenly in azimuth, replacing any that do not decode when `verify` is on."""
+def choose_views(
+    views: list[View],
+    count: int,
+    verify: bool,
+    intact: Callable[[View], str | None] | None = None,
+) -> tuple[list[View], list[str]]:
+    """Select `count` views evenly in azimuth, replacing any that do not decode when `verify` is on
+    (`intact` says whether one does: a full decode unless told otherwise)."""
+    check = intact or (lambda view: image_is_intact(view.image))
     remaining, problems = list(views), list[str]()
     while True:
         chosen = select_views(remaining, count)
         if not verify:
             return chosen, problems
-        bad = [(v, why) for v in chosen if (why := image_is_intact(v.image)) is not None]
+        bad = [(v, why) for v in chosen if (why := check(v)) is not None]
         if not bad:
             return chosen, problems
         for view, why in bad:
@@ -184,16 +177,49 @@ def choose_views(views: list[View], count: int, verify: bool) -> tuple[list[View
             remaining.remove(view)
 
 
+@dataclass(frozen=True)
+class DecodeCheck:
+    """The decode checks choosing `count` views needs, done where the folder is scanned (picklable)."""
+
+    count: int
+
+    def __call__(self, views: list[View]) -> dict[int, str | None]:
+        """View index → None when it decodes, else why not; for the views the choice looked at."""
+        seen: dict[int, str | None] = {}
+
+        def intact(view: View) -> str | None:
+            seen[view.index] = image_is_intact(view.image)
+            return seen[view.index]
+
+        choose_views(views, self.count, True, intact)
+        return seen
+
+
+def _cached_check(entry: Entry) -> Callable[[View], str | None]:
+    """Decode checks from the index, decoding only views it has not checked (recorded for next time)."""
+
+    def intact(view: View) -> str | None:
+        if view.index not in entry.intact:
+            entry.intact[view.index] = image_is_intact(view.image)
+        return entry.intact[view.index]
+
+    return intact
+
+
 def read_library(
     source: LibrarySource,
     max_assets: int | None = None,
     num_views: int = 8,
     verify_images: bool = True,
+    workers: int = 1,
+    index_file: Path | None = None,
+    rescan: bool = False,
 ) -> LibraryRead:
     """Read Asset records: captions (JSON, or CSV mapped through the index), views, GLB, quality, attributes.
 
     Assets with no English caption or no usable view become failure rows; one bad asset never
     ends the run. Ids are read in sorted order, so MAX_ASSETS picks the same assets every time.
+    Render folders are scanned by `workers` processes and remembered in `index_file` (`view_index`).
     """
     started = time.perf_counter()
     index = read_index_map(source.index_map) if source.index_map else {}
@@ -217,11 +243,30 @@ def read_library(
         ids = ids[:max_assets]
     assets, failures = [], []
     counts = {"captions_en": len(ids), "captions_cn": 0, "glb": 0, "high_quality": 0, "view_problems": 0}
-    for asset_id in progress(ids, desc="read library", unit="asset", disable=len(ids) < 2000):
+    scans: dict[str, Entry | None] = {}
+    if source.renders is not None:
+        bar = progress(total=len(ids), desc="scan renders", unit="asset", disable=len(ids) < 2000)
+        scans, stats = scan_tree(
+            source.renders,
+            ids,
+            index_file=index_file,
+            workers=workers,
+            check=DecodeCheck(num_views) if verify_images else None,
+            rescan=rescan,
+            progress=bar.update,
+        )
+        bar.close()
+        counts.update(folders_from_index=stats.reused, folders_scanned=stats.scanned)
+    for asset_id in ids:
         views: list[View] = []
         if source.renders is not None:
-            found, problems = find_views(source.renders, asset_id)
-            views, more = choose_views(found, num_views, verify_images)
+            entry = scans.get(asset_id)
+            if entry is None:
+                base, _ = views_folder(source.renders, asset_id)
+                failures.append(Failure(asset_id, "read", f"no render folder {base}"))
+                continue
+            problems = list(entry.problems)
+            views, more = choose_views(entry.views, num_views, verify_images, _cached_check(entry))
             problems += more
             counts["view_problems"] += len(problems)
             if not views:
@@ -278,6 +323,7 @@ def open_library(
     settings: Settings,
     root: str | Path | None = None,
     verify_images: bool = True,
+    rescan: bool = False,
 ) -> LibraryRead:
     """Read the library at `root` (default: the demo library) as the settings say: MAX_ASSETS assets at
     most, VIEWS_PER_ASSET views each. The one recipe every stage, command and notebook uses."""
@@ -287,4 +333,7 @@ def open_library(
         max_assets=settings.max_assets,
         num_views=settings.views_per_asset,
         verify_images=verify_images,
+        workers=settings.reader_workers,
+        index_file=index_path(settings.home, folder / "renders"),
+        rescan=rescan,
     )

@@ -91,6 +91,7 @@ def build_library(
     image_size: int = 256,
     workers: int | None = None,
     verify_images: bool = True,
+    rescan: bool = False,
     progress: bool = True,
 ) -> LibraryStage:
     """Build (demo) or read (real) a library; write failures, a preview grid and counts to run_dir.
@@ -121,7 +122,7 @@ def build_library(
     elif not folder.is_dir():
         raise FileNotFoundError(f"library folder not found: {folder}")
     t = time.perf_counter()
-    read = open_library(settings, folder, verify_images=verify_images)
+    read = open_library(settings, folder, verify_images=verify_images, rescan=rescan)
     seconds["read"] = time.perf_counter() - t
     failures += read.failures
     seconds["total"] = time.perf_counter() - started
