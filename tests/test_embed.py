@@ -14,16 +14,14 @@ from dataclasses import replace
 import numpy as np
 import pytest
 from fake_dashscope import FakeDashScopeServer
+from small_demo import small_demo_library
 from tiny_models import tiny_siglip
 
 from assetlib.embedding.local import embed_assets
 from assetlib.embedding.shards import encoder_dir
 from assetlib.encoders.qwen import QwenEncoder, to_data_uri
 from assetlib.encoders.siglip import SiglipEncoder
-from assetlib.library.demo.generator import write_demo_library
-from assetlib.library.readers import LibrarySource, read_library
 from assetlib.media.images import load_rgb
-from assetlib.media.render import RenderSettings
 from assetlib.store.indexes import IndexParams, ann_indexes
 from assetlib.store.populate import load_shards
 from assetlib.store.schema import encoder_tables
@@ -35,10 +33,7 @@ N_ASSETS = 24
 @pytest.fixture(scope="module")
 def library(tmp_path_factory):
     root = tmp_path_factory.mktemp("lib")
-    write_demo_library(
-        root, size=N_ASSETS, seed=5, render=RenderSettings(size=32, supersample=1), progress=False
-    )
-    return root, read_library(LibrarySource.at(root)).assets
+    return root, small_demo_library(root, N_ASSETS, seed=5)
 
 
 @pytest.fixture(scope="module")

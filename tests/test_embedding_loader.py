@@ -6,26 +6,20 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from small_demo import small_demo_library
 from tiny_models import tiny_siglip
 
 from assetlib.embedding.loader import STEPS, ViewLoader, prepare
 from assetlib.embedding.local import embed_assets
 from assetlib.embedding.shards import encoder_dir, finished_shards
 from assetlib.encoders.siglip import SiglipEncoder
-from assetlib.library.demo.generator import write_demo_library
-from assetlib.library.readers import LibrarySource, read_library
-from assetlib.media.render import RenderSettings
 
 N_ASSETS = 12
 
 
 @pytest.fixture(scope="module")
 def library(tmp_path_factory):
-    root = tmp_path_factory.mktemp("lib")
-    write_demo_library(
-        root, size=N_ASSETS, seed=11, render=RenderSettings(size=32, supersample=1), progress=False
-    )
-    return read_library(LibrarySource.at(root)).assets
+    return small_demo_library(tmp_path_factory.mktemp("lib"), N_ASSETS, seed=11)
 
 
 @pytest.fixture(scope="module")
@@ -63,10 +57,7 @@ def test_two_workers_give_the_same_vectors_as_none(library, encoder, tmp_path):
 
 
 def test_a_view_that_cannot_be_decoded_fails_its_asset_only(encoder, tmp_path):
-    write_demo_library(
-        tmp_path / "lib", size=6, seed=3, render=RenderSettings(size=32, supersample=1), progress=False
-    )
-    assets = read_library(LibrarySource.at(tmp_path / "lib")).assets
+    assets = small_demo_library(tmp_path / "lib", 6, seed=3)
     broken = assets[3]
     broken.view_paths[2].write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 40)  # a PNG signature, then nothing
     summary = embed_assets(assets, encoder, tmp_path / "run", shard_size=4, progress=False, workers=1)

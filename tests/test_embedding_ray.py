@@ -15,14 +15,12 @@ import time
 import numpy as np
 import pandas as pd
 import pytest
+from small_demo import small_demo_library
 from tiny_models import tiny_siglip
 
 from assetlib.embedding.local import embed_assets
 from assetlib.embedding.shards import encoder_dir, finished_shards
 from assetlib.encoders.siglip import SiglipEncoder
-from assetlib.library.demo.generator import write_demo_library
-from assetlib.library.readers import LibrarySource, read_library
-from assetlib.media.render import RenderSettings
 from assetlib.store.populate import load_shards
 from assetlib.store.schema import encoder_tables
 from assetlib.vocab import VectorKind
@@ -34,10 +32,7 @@ N_ASSETS = 12
 @pytest.fixture(scope="module")
 def library(tmp_path_factory):
     root = tmp_path_factory.mktemp("lib")
-    write_demo_library(
-        root, size=N_ASSETS, seed=7, render=RenderSettings(size=32, supersample=1), progress=False
-    )
-    return root, read_library(LibrarySource.at(root)).assets
+    return root, small_demo_library(root, N_ASSETS, seed=7)
 
 
 @pytest.fixture(scope="module")
