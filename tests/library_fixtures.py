@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import struct
+import time
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +42,13 @@ def write_views(folder: Path, cameras: list[dict], size: int = 32, colour=(200, 
         image[size // 4 : 3 * size // 4, size // 4 : 3 * size // 4] = (*colour, 255)
         Image.fromarray(image, "RGBA").save(view_dir / f"{index:05d}.png")
         (view_dir / f"{index:05d}.json").write_text(json.dumps(camera))
+
+
+def age_tree(root: Path, seconds: float = 3600.0) -> None:
+    """Set every folder's modification time back, so that a change made now shows in its time."""
+    then = time.time() - seconds
+    for folder in [root, *(p for p in root.rglob("*") if p.is_dir())]:
+        os.utime(folder, (then, then))
 
 
 def truncate(path: Path, keep: float = 0.5) -> None:

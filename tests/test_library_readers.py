@@ -5,13 +5,23 @@ from __future__ import annotations
 import csv
 import io
 import json
+import logging
+import shutil
 
 import numpy as np
 import pytest
-from library_fixtures import gobjaverse_cameras, truncate, write_views
+from library_fixtures import age_tree, gobjaverse_cameras, truncate, write_views
 from PIL import Image
 
-from assetlib.library.readers import LibraryError, LibrarySource, read_library
+from assetlib.library import view_index
+from assetlib.library.readers import (
+    LibraryError,
+    LibraryRead,
+    LibrarySource,
+    ViewChoice,
+    open_library,
+    read_library,
+)
 from assetlib.media.images import ImageError, decode_image, load_rgb
 from assetlib.media.views import View, camera_angles, select_views
 from assetlib.records import write_failures
@@ -173,48 +183,152 @@ def test_bad_images_are_refused_with_reasons(tmp_path):
         decode_image(tmp_path / "missing.png")
 
 
-def test_the_view_index_is_reused_and_a_changed_folder_rescanned(real_library, tmp_path):
-    from assetlib.library.view_index import index_path, load_index, scan_tree
+ALL_IDS = ["0/10002", "0/10023", "1/20007", "1/20009", "2/30001"]
 
+
+@pytest.fixture
+def indexed(real_library, tmp_path, monkeypatch):
+    """The real-format library with all five ids captioned, its folders aged (so a change shows in
+    their times), an index file, and a counter of folder scans (listing + camera JSONs)."""
+    age_tree(real_library / "renders")
+    scanned: list[str] = []
+    scan = view_index.scan_folder
+
+    def counting(render_root, asset_id):
+        scanned.append(asset_id)
+        return scan(render_root, asset_id)
+
+    monkeypatch.setattr(view_index, "scan_folder", counting)
+    source = LibrarySource.at(real_library, cap3d_csv=real_library / "Cap3D_automated_Objaverse_full.csv")
+    index = view_index.index_path(tmp_path / "home", source.renders)
+    return source, index, scanned
+
+
+def _same(a: LibraryRead, b: LibraryRead) -> None:
+    assert a.assets == b.assets and a.failures == b.failures  # same assets, order, views, failures
+    assert a.counts["view_problems"] == b.counts["view_problems"]
+
+
+@pytest.mark.parametrize("verify", [True, False])
+def test_a_parallel_read_equals_the_serial_one(real_library, tmp_path, monkeypatch, verify):
     renders = real_library / "renders"
-    index = index_path(tmp_path / "home", renders)
-    ids = ["0/10002", "0/10023", "1/20007", "1/20009", "2/30001"]
-    first, stats = scan_tree(renders, ids, index_file=index)
-    assert (stats.scanned, stats.reused, stats.missing) == (4, 0, 1) and index.is_file()
-    again, stats = scan_tree(renders, ids, index_file=index)
-    assert (stats.scanned, stats.reused) == (0, 4)  # nothing listed or parsed again
-    assert again == first
-    # Views added to one folder and removed from another: both, and only they, are rescanned.
-    write_views(renders / "1" / "20009", gobjaverse_cameras()[:5])
-    (renders / "0" / "10023" / "00039" / "00039.png").unlink()
-    (renders / "0" / "10023" / "00039" / "00039.json").unlink()
-    (renders / "0" / "10023" / "00039").rmdir()
-    changed, stats = scan_tree(renders, ids, index_file=index)
-    assert (stats.scanned, stats.reused) == (2, 2)
-    assert len(changed["1/20009"].views) == 5 and len(changed["0/10023"].views) == 39
-    assert changed["0/10002"] == first["0/10002"]
-    # A corrupt index is set aside and rebuilt, never fatal.
-    index.write_bytes(b"not a pickle")
-    assert load_index(index, renders) == {}
-    rebuilt, stats = scan_tree(renders, ids, index_file=index)
-    assert stats.scanned == 4 and rebuilt == changed
+    truncate(renders / "0" / "10002" / "campos_512_v4" / "00000" / "00000.png")  # replaced when verifying
+    for view in range(40):
+        truncate(renders / "0" / "10023" / f"{view:05d}" / f"{view:05d}.png")
+    (renders / "1" / "20009" / "00001" / "00001.json").write_text("{not json")
+    source = LibrarySource.at(real_library, cap3d_csv=real_library / "Cap3D_automated_Objaverse_full.csv")
+    serial = read_library(source, verify_images=verify)
+    monkeypatch.setattr(view_index, "CHUNK", 1)  # five folders are enough to go through the pool
+    index = tmp_path / "index.jsonl"
+    parallel = read_library(source, verify_images=verify, workers=2, index_file=index)  # processes
+    _same(parallel, serial)
+    warm = read_library(source, verify_images=verify, workers=2, index_file=index)
+    _same(warm, serial)
+    assert warm.counts["folders_from_index"] == 4 and warm.counts["folders_scanned"] == 0
+    choose = ViewChoice(8, verify)
+    by_threads, _ = view_index.scan_tree(source.renders, ALL_IDS, choose, workers=2, pool="thread")
+    by_one, _ = view_index.scan_tree(source.renders, ALL_IDS, choose, workers=1)
+    assert by_threads == by_one
+    if verify:
+        assert "unreadable image" in {f.asset_id: f.reason for f in serial.failures}["0/10023"]
 
 
-def test_a_parallel_read_equals_a_serial_one_and_keeps_decode_checks(real_library, tmp_path):
-    from assetlib.library.readers import DecodeCheck
-    from assetlib.library.view_index import index_path, scan_tree
+def test_the_index_is_written_then_reused_without_rescanning(indexed):
+    source, index, scanned = indexed
+    first = read_library(source, index_file=index)
+    assert index.is_file() and sorted(scanned) == ALL_IDS[:4]  # 2/30001 has no render folder
+    assert first.counts["folders_scanned"] == 4 and first.counts["folders_missing"] == 1
+    scanned.clear()
+    second = read_library(source, index_file=index)
+    assert scanned == [] and second.counts["folders_from_index"] == 4
+    _same(second, first)
+    _same(second, read_library(source))  # and both equal a read with no index at all
+    scanned.clear()
+    forced = read_library(source, index_file=index, rescan=True)
+    assert sorted(scanned) == ALL_IDS[:4]
+    _same(forced, first)
 
-    renders = real_library / "renders"
-    truncate(renders / "0" / "10002" / "campos_512_v4" / "00000" / "00000.png")
-    ids = ["0/10002", "0/10023", "1/20007", "1/20009", "2/30001"]
-    serial, _ = scan_tree(renders, ids, check=DecodeCheck(8))
-    index = index_path(tmp_path / "home", renders)
-    parallel, stats = scan_tree(renders, ids, index_file=index, workers=2, chunk=1, check=DecodeCheck(8))
-    assert stats.workers == 2 and parallel == serial
-    assert serial["0/10002"].intact[0] is not None  # the truncated view was found out, and remembered
-    source = LibrarySource.at(real_library)
-    first = read_library(source, num_views=8, index_file=index)
-    second = read_library(source, num_views=8, index_file=index, workers=2)
-    assert second.assets == first.assets and second.failures == first.failures
-    assert second.counts["folders_from_index"] == 2 and second.counts["folders_scanned"] == 0  # captioned ids
-    assert all(p.parent.name != "00000" for p in first.assets[0].view_paths)
+
+def test_changed_new_and_removed_folders(indexed):
+    source, index, scanned = indexed
+    renders = source.renders
+    read_library(source, index_file=index)
+    write_views(renders / "1" / "20009", gobjaverse_cameras()[:5])  # two views added
+    shutil.rmtree(renders / "0" / "10023" / "00039")  # one removed
+    write_views(renders / "2" / "30001" / "campos_512_v4", gobjaverse_cameras())  # a new folder
+    shutil.rmtree(renders / "1" / "20007")  # a folder gone
+    scanned.clear()
+    read = read_library(source, num_views=8, index_file=index)
+    assert sorted(scanned) == ["0/10023", "1/20009", "2/30001"]  # 0/10002 came from the index
+    assert read.counts["folders_from_index"] == 1 and read.counts["folders_missing"] == 1
+    by_id = {a.asset_id: a for a in read.assets}
+    assert len(by_id["1/20009"].view_paths) == 5
+    assert all(p.parent.name != "00039" for p in by_id["0/10023"].view_paths)
+    assert "2/30001" in by_id and "campos_512_v4" in str(by_id["2/30001"].view_paths[0])
+    assert [f.asset_id for f in read.failures] == ["1/20007"]
+    _same(read, read_library(source, num_views=8))
+    assert "1/20007" not in view_index.load_index(index, renders)  # dropped out of the index
+
+
+def test_decode_checks_are_cached_only_once_computed(indexed):
+    source, index, scanned = indexed
+    unverified = read_library(source, verify_images=False, index_file=index)
+    scanned.clear()
+    verified = read_library(source, verify_images=True, index_file=index)
+    assert scanned == [] and verified.counts["folders_decode_checked"] == 4  # decoded, not listed
+    _same(verified, read_library(source, verify_images=True))
+    _same(unverified, read_library(source, verify_images=False, index_file=index))
+    entry = view_index.load_index(index, source.renders)["0/10002"]
+    assert set(entry.chosen) == {"8", "8v"} and all(entry.intact[i] is None for i in entry.chosen["8"][0])
+    # A chosen view found broken needs its neighbours' cameras: that folder alone is listed again.
+    chosen = entry.chosen["8"][0][0]
+    image = source.renders / "0" / "10002" / "campos_512_v4" / f"{chosen:05d}" / f"{chosen:05d}.png"
+    index.unlink()
+    read_library(source, verify_images=False, index_file=index)
+    truncate(image)  # rewritten in place: no folder time changes
+    scanned.clear()
+    read = read_library(source, verify_images=True, index_file=index)
+    assert scanned == ["0/10002"]
+    _same(read, read_library(source, verify_images=True))
+    # Cached decode checks are trusted: an image rewritten later is not noticed without a rescan.
+    assert read_library(source, verify_images=True, index_file=index).counts["folders_scanned"] == 0
+
+
+def test_max_assets_is_honoured_and_a_larger_read_extends_the_index(indexed):
+    source, index, scanned = indexed
+    small = read_library(source, max_assets=2, index_file=index)
+    assert [a.asset_id for a in small.assets] == ["0/10002", "0/10023"] and sorted(scanned) == ALL_IDS[:2]
+    scanned.clear()
+    full = read_library(source, index_file=index)
+    assert sorted(scanned) == ["1/20007", "1/20009"] and full.counts["folders_from_index"] == 2
+
+
+@pytest.mark.parametrize("damage", ["garbage", "truncated", "other tree"])
+def test_a_corrupt_index_is_ignored_with_a_warning_and_rebuilt(indexed, caplog, damage):
+    source, index, scanned = indexed
+    first = read_library(source, index_file=index)
+    text = index.read_text()
+    if damage == "garbage":
+        index.write_bytes(b"\x00\xffnot an index")
+    elif damage == "truncated":
+        index.write_text(text[: len(text) // 2])
+    else:
+        index.write_text(text.replace(str(source.renders.resolve()), "/elsewhere", 1))
+    scanned.clear()
+    with caplog.at_level(logging.WARNING, logger="assetlib.library.view_index"):
+        again = read_library(source, index_file=index)
+    assert "rebuilding it" in caplog.text
+    assert sorted(scanned) == ALL_IDS[:4]
+    _same(again, first)
+    assert len(view_index.load_index(index, source.renders)) == 4  # rebuilt whole
+
+
+def test_open_library_keeps_its_index_under_assetlib_home(real_library, tmp_path):
+    from assetlib.config import load_settings
+
+    settings = load_settings(environ={}, home=str(tmp_path / "home"), reader_workers=2)
+    read = open_library(settings, real_library)
+    again = open_library(settings, real_library)
+    index = view_index.index_path(settings.home, real_library / "renders")
+    assert index.is_file() and index.is_relative_to(settings.home)
+    assert again.counts["folders_from_index"] == 2 and again.assets == read.assets

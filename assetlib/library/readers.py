@@ -19,7 +19,7 @@ from PIL import Image
 
 from assetlib.config import Settings
 from assetlib.library.asset import Asset
-from assetlib.library.view_index import Entry, index_path, scan_folder, scan_tree, views_folder
+from assetlib.library.view_index import Entry, choice_key, index_path, scan_folder, scan_tree, views_folder
 from assetlib.logs import progress
 from assetlib.media.views import View, select_views
 from assetlib.records import Failure
@@ -178,32 +178,26 @@ def choose_views(
 
 
 @dataclass(frozen=True)
-class DecodeCheck:
-    """The decode checks choosing `count` views needs, done where the folder is scanned (picklable)."""
+class ViewChoice:
+    """`choose_views` with `count` and `verify` fixed, as index entries record it (picklable)."""
 
     count: int
+    verify: bool
 
-    def __call__(self, views: list[View]) -> dict[int, str | None]:
-        """View index → None when it decodes, else why not; for the views the choice looked at."""
-        seen: dict[int, str | None] = {}
+    def __call__(self, views: list[View], intact: dict[int, str | None]) -> tuple[list[int], list[str]]:
+        """The chosen view indices and decode problems; decode checks are read from and added to `intact`."""
 
-        def intact(view: View) -> str | None:
-            seen[view.index] = image_is_intact(view.image)
-            return seen[view.index]
+        def check(view: View) -> str | None:
+            if view.index not in intact:
+                intact[view.index] = image_is_intact(view.image)
+            return intact[view.index]
 
-        choose_views(views, self.count, True, intact)
-        return seen
+        chosen, problems = choose_views(views, self.count, self.verify, check)
+        return [v.index for v in chosen], problems
 
-
-def _cached_check(entry: Entry) -> Callable[[View], str | None]:
-    """Decode checks from the index, decoding only views it has not checked (recorded for next time)."""
-
-    def intact(view: View) -> str | None:
-        if view.index not in entry.intact:
-            entry.intact[view.index] = image_is_intact(view.image)
-        return entry.intact[view.index]
-
-    return intact
+    def decode(self, image: Path) -> str | None:
+        """None when the image decodes in full, else why not."""
+        return image_is_intact(image)
 
 
 def read_library(
@@ -244,36 +238,42 @@ def read_library(
     assets, failures = [], []
     counts = {"captions_en": len(ids), "captions_cn": 0, "glb": 0, "high_quality": 0, "view_problems": 0}
     scans: dict[str, Entry | None] = {}
+    wanted = choice_key(num_views, verify_images)
     if source.renders is not None:
-        bar = progress(total=len(ids), desc="scan renders", unit="asset", disable=len(ids) < 2000)
-        scans, stats = scan_tree(
-            source.renders,
-            ids,
-            index_file=index_file,
-            workers=workers,
-            check=DecodeCheck(num_views) if verify_images else None,
-            rescan=rescan,
-            progress=bar.update,
+        with progress(total=len(ids), desc="scan renders", unit="asset", disable=len(ids) < 2000) as bar:
+            scans, stats = scan_tree(
+                source.renders,
+                ids,
+                ViewChoice(num_views, verify_images),
+                index_file=index_file,
+                workers=workers,
+                rescan=rescan,
+                progress=bar.update,
+            )
+        counts.update(
+            folders_from_index=stats.reused,
+            folders_decode_checked=stats.checked,
+            folders_scanned=stats.scanned,
+            folders_missing=stats.missing,
         )
-        bar.close()
-        counts.update(folders_from_index=stats.reused, folders_scanned=stats.scanned)
     for asset_id in ids:
-        views: list[View] = []
+        view_paths: tuple[Path, ...] = ()
         if source.renders is not None:
             entry = scans.get(asset_id)
             if entry is None:
                 base, _ = views_folder(source.renders, asset_id)
+                counts["view_problems"] += 1
                 failures.append(Failure(asset_id, "read", f"no render folder {base}"))
                 continue
-            problems = list(entry.problems)
-            views, more = choose_views(entry.views, num_views, verify_images, _cached_check(entry))
-            problems += more
+            chosen, more = entry.chosen[wanted]
+            problems = [*entry.problems, *more]
             counts["view_problems"] += len(problems)
-            if not views:
+            if not chosen:
                 failures.append(Failure(asset_id, "read", "; ".join(problems) or "no views"))
                 continue
             for problem in problems:
                 log.debug("%s: %s", asset_id, problem)
+            view_paths = entry.images(source.renders, asset_id, chosen)
         glb = None
         if asset_id in index and source.glbs is not None:
             candidate = source.glbs / index[asset_id]
@@ -290,7 +290,7 @@ def read_library(
                 objaverse_uid=uid_of(index[asset_id]) if asset_id in index else None,
                 caption_en=captions_en[asset_id],
                 caption_cn=caption_cn,
-                view_paths=tuple(v.image for v in views),
+                view_paths=view_paths,
                 glb_path=glb,
                 high_quality=asset_id in quality,
                 tags=tuple(str(attrs[k]) for k in ("category", "colour", "material") if k in attrs),
