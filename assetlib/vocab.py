@@ -45,14 +45,19 @@ class Mode(StrEnum):
     IMAGE_TO_IMAGE = "image_to_image"
     IMAGE_TO_TEXT = "image_to_text"
     FUSED = "fused"
+    KEYWORD = "keyword"  # words, not vectors: full-text search (English), trigrams (Chinese)
+    HYBRID = "hybrid"  # keyword and the algorithm's vector rankings, fused by reciprocal rank
 
 
 class TextMode(StrEnum):
-    """The modes a text query can use, in the order the faces offer them (same, cross-modal, fused)."""
+    """The modes a text query can use, in the order the faces offer them (same, cross-modal, fused,
+    then the word-based ones)."""
 
     TEXT_TO_TEXT = Mode.TEXT_TO_TEXT.value
     TEXT_TO_IMAGE = Mode.TEXT_TO_IMAGE.value
     FUSED = Mode.FUSED.value
+    KEYWORD = Mode.KEYWORD.value
+    HYBRID = Mode.HYBRID.value
 
 
 class ImageMode(StrEnum):
@@ -67,9 +72,12 @@ MODES_FOR: dict[QueryKind, tuple[Mode, ...]] = {
     QueryKind.TEXT: tuple(Mode(m) for m in TextMode),
     QueryKind.IMAGE: tuple(Mode(m) for m in ImageMode),
 }
-# The single-modality searches a fused query combines.
+# Modes that rank by words rather than vectors (text queries only).
+WORD_MODES = (Mode.KEYWORD, Mode.HYBRID)
+# The single-modality vector searches a fused query combines (hybrid adds keyword to these).
 FUSED_PARTS: dict[QueryKind, tuple[Mode, ...]] = {
-    kind: tuple(m for m in modes if m is not Mode.FUSED) for kind, modes in MODES_FOR.items()
+    kind: tuple(m for m in modes if m is not Mode.FUSED and m not in WORD_MODES)
+    for kind, modes in MODES_FOR.items()
 }
 MODE_TITLES: dict[Mode, str] = {
     Mode.TEXT_TO_TEXT: "text → captions",
@@ -77,6 +85,8 @@ MODE_TITLES: dict[Mode, str] = {
     Mode.IMAGE_TO_IMAGE: "image → renders",
     Mode.IMAGE_TO_TEXT: "image → captions",
     Mode.FUSED: "captions + renders (fused)",
+    Mode.KEYWORD: "keyword (full text)",
+    Mode.HYBRID: "keyword + vectors (hybrid)",
 }
 
 

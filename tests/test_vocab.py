@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from assetlib.vocab import (
+    FUSED_PARTS,
     MODES_FOR,
     Algorithm,
     Language,
@@ -43,8 +44,15 @@ def test_languages_resolve_from_every_name_a_client_uses():
         resolve_language("french")
 
 
-def test_each_query_kind_has_its_three_modes_and_refuses_the_others():
-    assert MODES_FOR[QueryKind.TEXT] == (Mode.TEXT_TO_TEXT, Mode.TEXT_TO_IMAGE, Mode.FUSED)
+def test_each_query_kind_has_its_modes_and_refuses_the_others():
+    assert MODES_FOR[QueryKind.TEXT] == (
+        Mode.TEXT_TO_TEXT,
+        Mode.TEXT_TO_IMAGE,
+        Mode.FUSED,
+        Mode.KEYWORD,
+        Mode.HYBRID,
+    )
+    assert FUSED_PARTS[QueryKind.TEXT] == (Mode.TEXT_TO_TEXT, Mode.TEXT_TO_IMAGE)  # words are not vectors
     assert MODES_FOR[QueryKind.IMAGE] == (Mode.IMAGE_TO_IMAGE, Mode.IMAGE_TO_TEXT, Mode.FUSED)
     assert mode_for(QueryKind.TEXT) is Mode.TEXT_TO_TEXT
     assert mode_for(QueryKind.TEXT, cross_modal=True) is Mode.TEXT_TO_IMAGE
@@ -54,6 +62,8 @@ def test_each_query_kind_has_its_three_modes_and_refuses_the_others():
         mode_for(QueryKind.TEXT, "image_to_image")
     with pytest.raises(ValueError, match="unknown mode"):
         mode_for(QueryKind.IMAGE, "sideways")
+    with pytest.raises(ValueError, match="needs a text query"):
+        mode_for(QueryKind.IMAGE, "keyword")
 
 
 def test_algorithm_specs_parse_with_or_without_a_model():
