@@ -20,6 +20,16 @@ class Asset:
     high_quality: bool = False
     tags: tuple[str, ...] = ()
     attributes: dict[str, Any] = field(default_factory=dict)
+    # What Objaverse's annotations, LVIS and G-Objaverse's categories say (or the demo's own).
+    name: str | None = None
+    license: str | None = None
+    categories: tuple[str, ...] = ()
+    lvis: tuple[str, ...] = ()
+    face_count: int | None = None
+    vertex_count: int | None = None
+    like_count: int | None = None
+    public_views: int | None = None  # page views of the source model, not rendered views
+    glb_relpath: str | None = None  # `<shard>/<uid>.glb` as the index map has it: the remote model's path
 
     def caption(self, language: str) -> str | None:
         """The caption in one language ('en' or 'zh'; None when the asset has none in it)."""

@@ -1,4 +1,5 @@
-"""Readers for real Objaverse data (Cap3D captions, G-Objaverse renders, index map, quality list).
+"""Readers for real Objaverse data (Cap3D captions, G-Objaverse renders, index map, quality list,
+annotations through `metadata`).
 
 The generated demo library is written in the same formats, so it is read by this code unchanged.
 """
@@ -19,6 +20,7 @@ from PIL import Image
 
 from assetlib.config import Settings
 from assetlib.library.asset import Asset
+from assetlib.library.metadata import AssetMetadata, MetadataSources, read_metadata
 from assetlib.library.view_index import Entry, choice_key, index_path, scan_folder, scan_tree, views_folder
 from assetlib.logs import progress
 from assetlib.media.views import View, select_views
@@ -235,8 +237,17 @@ def read_library(
     ids = sorted(captions_en)
     if max_assets is not None:
         ids = ids[:max_assets]
+    uids = {asset_id: uid_of(index[asset_id]) for asset_id in ids if asset_id in index}
+    metadata = read_metadata(MetadataSources.at(source.root), set(uids.values()))
     assets, failures = [], []
-    counts = {"captions_en": len(ids), "captions_cn": 0, "glb": 0, "high_quality": 0, "view_problems": 0}
+    counts = {
+        "captions_en": len(ids),
+        "captions_cn": 0,
+        "glb": 0,
+        "high_quality": 0,
+        "with_metadata": 0,
+        "view_problems": 0,
+    }
     scans: dict[str, Entry | None] = {}
     wanted = choice_key(num_views, verify_images)
     if source.renders is not None:
@@ -284,17 +295,29 @@ def read_library(
         caption_cn = captions_cn.get(asset_id)
         counts["captions_cn"] += caption_cn is not None
         counts["high_quality"] += asset_id in quality
+        meta = metadata.get(uids.get(asset_id, ""), AssetMetadata())
+        counts["with_metadata"] += not meta.is_empty()
         assets.append(
             Asset(
                 asset_id=asset_id,
-                objaverse_uid=uid_of(index[asset_id]) if asset_id in index else None,
+                objaverse_uid=uids.get(asset_id),
                 caption_en=captions_en[asset_id],
                 caption_cn=caption_cn,
                 view_paths=view_paths,
                 glb_path=glb,
                 high_quality=asset_id in quality,
-                tags=tuple(str(attrs[k]) for k in ("category", "colour", "material") if k in attrs),
+                tags=meta.tags
+                or tuple(str(attrs[k]) for k in ("category", "colour", "material") if k in attrs),
                 attributes=attrs,
+                name=meta.name,
+                license=meta.license,
+                categories=meta.categories,
+                lvis=meta.lvis,
+                face_count=meta.face_count,
+                vertex_count=meta.vertex_count,
+                like_count=meta.like_count,
+                public_views=meta.public_views,
+                glb_relpath=index.get(asset_id),
             )
         )
     counts["assets"] = len(assets)

@@ -17,7 +17,7 @@ from psycopg.types.json import Jsonb
 
 from assetlib.library.asset import Asset
 from assetlib.store.db import one_row
-from assetlib.store.schema import CATALOG_COLUMNS, KEY_COLUMNS, EncoderTables, list_encoders
+from assetlib.store.schema import CATALOG_COLUMNS, KEY_COLUMNS, METADATA_COLUMNS, EncoderTables, list_encoders
 from assetlib.vocab import VectorKind
 
 log = logging.getLogger(__name__)
@@ -296,6 +296,15 @@ def _asset_row(asset: Asset) -> tuple:
         "high_quality": bool(asset.high_quality),
         "tags": list(asset.tags),
         "attributes": asset.attributes,
+        "name": asset.name,
+        "license": asset.license,
+        "categories": list(asset.categories),
+        "lvis": list(asset.lvis),
+        "face_count": asset.face_count,
+        "vertex_count": asset.vertex_count,
+        "like_count": asset.like_count,
+        "public_views": asset.public_views,
+        "glb_relpath": asset.glb_relpath,
     }
     digest = hashlib.blake2b(
         json.dumps(record, sort_keys=True, ensure_ascii=False, default=str).encode(), digest_size=12
@@ -311,6 +320,7 @@ def _asset_row(asset: Asset) -> tuple:
         record["high_quality"],
         record["tags"],
         Jsonb(record["attributes"]),
+        *(record[c] for c in METADATA_COLUMNS),
         digest,
     )
 

@@ -67,6 +67,58 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         ALTER TABLE assets ADD COLUMN view_paths text[] NOT NULL DEFAULT '{}';
         """,
     ),
+    (
+        3,
+        "asset metadata (names, licences, categories, counts), keyword indexes, relevance judgments",
+        """
+        CREATE EXTENSION IF NOT EXISTS pg_trgm;
+        ALTER TABLE assets
+            ADD COLUMN name         text,
+            ADD COLUMN license      text,
+            ADD COLUMN categories   text[] NOT NULL DEFAULT '{}',
+            ADD COLUMN lvis         text[] NOT NULL DEFAULT '{}',
+            ADD COLUMN face_count   integer CHECK (face_count >= 0),
+            ADD COLUMN vertex_count integer CHECK (vertex_count >= 0),
+            ADD COLUMN like_count   integer CHECK (like_count >= 0),
+            ADD COLUMN public_views integer CHECK (public_views >= 0),
+            ADD COLUMN glb_relpath  text;
+        -- The words keyword search reads. IMMUTABLE so indexes can be built on them: array_to_string
+        -- is only STABLE in general, but over text[] its result depends on nothing but its input.
+        CREATE FUNCTION assetlib_words_en(caption text, name text, tags text[], categories text[])
+            RETURNS tsvector LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+            SELECT setweight(to_tsvector('english'::regconfig, coalesce(name, '') || ' '
+                                         || array_to_string(tags, ' ') || ' '
+                                         || array_to_string(categories, ' ')), 'A')
+                   || setweight(to_tsvector('english'::regconfig, coalesce(caption, '')), 'B')
+        $$;
+        CREATE FUNCTION assetlib_words_all(caption_cn text, caption_en text, name text, tags text[])
+            RETURNS text LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+            SELECT lower(concat_ws(' ', caption_cn, name, array_to_string(tags, ' '), caption_en))
+        $$;
+        CREATE INDEX assets_words_en_idx ON assets
+            USING gin (assetlib_words_en(caption_en, name, tags, categories));
+        CREATE INDEX assets_words_trgm_idx ON assets
+            USING gin (assetlib_words_all(caption_cn, caption_en, name, tags) gin_trgm_ops);
+        -- Filters: any-of over arrays, equality on the licence, ranges on face counts.
+        CREATE INDEX assets_categories_idx ON assets USING gin (categories);
+        CREATE INDEX assets_lvis_idx ON assets USING gin (lvis);
+        CREATE INDEX assets_tags_idx ON assets USING gin (tags);
+        CREATE INDEX assets_license_idx ON assets (license);
+        CREATE INDEX assets_face_count_idx ON assets (face_count);
+        CREATE TABLE judgments (
+            query      text NOT NULL CHECK (length(query) BETWEEN 1 AND 1000),
+            language   text NOT NULL CHECK (language ~ '^[a-z]{2,3}$'),
+            algorithm  text NOT NULL,
+            mode       text NOT NULL,
+            asset_id   text NOT NULL REFERENCES assets (asset_id) ON DELETE CASCADE,
+            relevant   boolean NOT NULL,
+            rank       integer CHECK (rank >= 1),
+            judged_at  timestamptz NOT NULL DEFAULT now(),
+            PRIMARY KEY (query, language, algorithm, mode, asset_id)
+        );
+        CREATE INDEX judgments_asset_idx ON judgments (asset_id);
+        """,
+    ),
 ]
 
 
@@ -101,6 +153,19 @@ class EncoderTables:
         return sql.SQL("{}({})").format(sql.SQL(self.storage), sql.Literal(self.dim))
 
 
+# What an asset's annotations say (migration 3), named as on `Asset`.
+METADATA_COLUMNS = (
+    "name",
+    "license",
+    "categories",
+    "lvis",
+    "face_count",
+    "vertex_count",
+    "like_count",
+    "public_views",
+    "glb_relpath",
+)
+
 # The catalog's columns as the loader writes them (content_hash last: it fingerprints the others).
 CATALOG_COLUMNS = (
     "asset_id",
@@ -113,6 +178,7 @@ CATALOG_COLUMNS = (
     "high_quality",
     "tags",
     "attributes",
+    *METADATA_COLUMNS,
     "content_hash",
 )
 

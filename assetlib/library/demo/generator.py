@@ -2,7 +2,8 @@
 
 The output folder looks like a small G-Objaverse + Cap3D download (captions JSON in English and
 Chinese, the index map, a quality list, GLBs, renders with camera JSON), plus `attributes.json`
-with the ground truth (category, colour, material, features) that evaluation uses.
+with the ground truth (category, colour, material, features) that evaluation uses, and Objaverse-,
+LVIS- and G-Objaverse-format annotations (`demo/annotations.py`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import trimesh
 
+from assetlib.library.demo.annotations import write_demo_annotations
 from assetlib.library.demo.objects import CATEGORIES, Category
 from assetlib.media.render import RenderSettings
 from assetlib.media.render_jobs import iter_jobs, render_many
@@ -76,6 +78,8 @@ class DemoSpec:
     features: dict = field(default_factory=dict)
     caption_en: str = ""
     caption_cn: str = ""
+    faces: int = 0  # of the built mesh, for the demo's Objaverse-format annotations
+    vertices: int = 0
 
     @property
     def glb_relpath(self) -> str:
@@ -138,6 +142,8 @@ def build_scene(spec: DemoSpec) -> trimesh.Scene:
         )
         scene.add_geometry(mesh, geom_name=f"{part.role}_{index}")
     spec.features = design.features
+    spec.faces = sum(len(g.faces) for g in scene.geometry.values())
+    spec.vertices = sum(len(g.vertices) for g in scene.geometry.values())
     if design.template_en and design.template_zh:
         spec.caption_en = design.template_en.format(material=material_en, colour=spec.colour)
         spec.caption_cn = design.template_zh.format(material=material_zh, colour=colour_zh)
@@ -238,6 +244,7 @@ def _write_metadata(
     write_json(root / "text_captions_cap3d_cn.json", {s.asset_id: s.caption_cn for s in good})
     write_json(root / "gobjaverse_280k_index_to_objaverse.json", {s.asset_id: s.glb_relpath for s in good})
     write_json(root / "kiui_gobj_merged.json", [s.asset_id for s in good if s.high_quality])
+    write_demo_annotations(root, good)
     write_json(
         root / "attributes.json",
         {
