@@ -10,6 +10,7 @@ from psycopg import sql
 
 from assetlib.config import load_settings
 from assetlib.store.db import Database
+from assetlib.store.filters import SearchFilters
 from assetlib.store.indexes import (
     IndexParams,
     IndexTooLarge,
@@ -291,3 +292,44 @@ def test_index_size_estimate_matches_the_store_benchmark():
     measured = 3125 * 2**20
     assert abs(estimate_index_bytes(800_000, 768, "vector", "hnsw", 16) / measured - 1) < 0.1
     assert estimate_index_bytes(800_000, 768, "halfvec") < 0.6 * estimate_index_bytes(800_000, 768, "vector")
+
+
+def _annotate_synthetic_catalog(conn) -> None:
+    """Licences, categories and face counts on the synthetic assets: 10 % 'by', 1 in 7 'Furnitures'."""
+    with conn.transaction():
+        conn.execute(
+            """UPDATE assets SET
+                   license = CASE WHEN right(asset_id, 1) = '3' THEN 'by' ELSE 'cc0' END,
+                   categories = CASE WHEN right(asset_id, 3)::int % 7 = 0 THEN ARRAY['Furnitures']
+                                     ELSE ARRAY['Plants'] END,
+                   face_count = right(asset_id, 4)::int
+               WHERE asset_id LIKE 'syn%'"""
+        )
+        conn.execute("ANALYZE assets")
+
+
+def test_metadata_filters_return_k_rows_through_the_iterative_index_scan(store):
+    """Licence, category and face-count filters: k rows that all pass, found by the ANN index scan
+    (kept going by pgvector's iterative scan), the same assets an exact filtered search finds."""
+    db, tables, views = store
+    with db.connection() as conn:
+        _annotate_synthetic_catalog(conn)
+        wanted = SearchFilters(licenses=("by",), categories=("Furnitures", "Plants"), face_max=6000)
+        for kind in (VectorKind.VIEW, VectorKind.ASSET):
+            plan = explain_knn(conn, tables, kind, _query(views, 2), 20, filters=wanted)
+            assert f"Index Scan using {tables.prefix}_{kind.value}_hnsw" in plan, plan
+            for i in range(3):
+                hits = knn(conn, tables, kind, _query(views, i), 20, filters=wanted)
+                assert len(hits) == 20 and len({h.asset_id for h in hits}) == 20
+                rows = conn.execute(
+                    "SELECT license, face_count FROM assets WHERE asset_id = ANY(%s)",
+                    ([h.asset_id for h in hits],),
+                ).fetchall()
+                assert all(lic == "by" and faces <= 6000 for lic, faces in rows)
+                exact = knn(
+                    conn, tables, kind, _query(views, i), 20, tuning=SearchTuning(exact=True), filters=wanted
+                )
+                overlap = len({h.asset_id for h in hits} & {h.asset_id for h in exact})
+                assert overlap >= 18, (kind, i, overlap)  # approximate, but close to the exact answer
+        pooled = knn_pooled(conn, tables, _query(views, 4), 20, filters=wanted)
+        assert len(pooled) == 20 and all(h.license == "by" for h in pooled)

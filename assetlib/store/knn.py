@@ -13,6 +13,7 @@ from psycopg import sql
 
 from assetlib.config import Settings, setting_default
 from assetlib.store.db import session_tuning
+from assetlib.store.filters import NO_FILTERS, SearchFilters
 from assetlib.store.schema import EncoderTables
 from assetlib.vocab import VectorKind
 
@@ -60,6 +61,13 @@ class StoreHit:
     glb_path: str | None
     view_count: int
     high_quality: bool
+    name: str | None = None
+    license: str | None = None
+    categories: tuple[str, ...] = ()
+    lvis: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
+    face_count: int | None = None
+    glb_relpath: str | None = None
 
 
 class QueryVectorError(ValueError):
@@ -81,14 +89,22 @@ def _check_query(query: np.ndarray, dim: int) -> np.ndarray:
 # row per asset) and `nn` (the ANN rows): cut to k, then one primary-key catalog lookup per hit.
 # LIMIT 1 in the LATERAL keeps the planner from flattening it into a hash join over the whole catalog
 # (measured: an 88 ms scan of 1M assets per query).
-_TOP_K_WITH_CATALOG = """, top AS MATERIALIZED (
+# The catalog columns of a hit, in StoreHit's order (the keyword SQL selects the same).
+HIT_CATALOG_COLUMNS = (
+    "a.objaverse_uid, a.caption_en, a.caption_cn, a.glb_path, a.view_count, a.high_quality, a.name, "
+    "a.license, a.categories, a.lvis, a.tags, a.face_count, a.glb_relpath"
+)
+_TOP_K_WITH_CATALOG = (
+    """, top AS MATERIALIZED (
                SELECT * FROM best ORDER BY distance, asset_id LIMIT %(k)s
            )
-           SELECT b.asset_id, 1 - b.distance, b.view_index, b.language, a.objaverse_uid, a.caption_en,
-                  a.caption_cn, a.glb_path, a.view_count, a.high_quality, (SELECT count(*) FROM nn)
+           SELECT b.asset_id, 1 - b.distance, b.view_index, b.language, """
+    + HIT_CATALOG_COLUMNS
+    + """, (SELECT count(*) FROM nn)
            FROM top b
            CROSS JOIN LATERAL (SELECT * FROM assets c WHERE c.asset_id = b.asset_id LIMIT 1) a
            ORDER BY b.distance, b.asset_id"""
+)
 
 
 def _query_param(tables: EncoderTables) -> sql.SQL:
@@ -100,18 +116,22 @@ def knn_sql(
     kind: VectorKind,
     language: str | None,
     high_quality_only: bool,
+    filters: SearchFilters = NO_FILTERS,
 ) -> sql.Composed:
     """The kNN statement: ANN over-fetch ordered by ascending distance, then group by asset.
 
     The inner query has exactly the shape pgvector's index serves (ORDER BY embedding <=> q
     LIMIT n); grouping, the catalog join and re-ranking happen on those n rows only.
     """
-    filters = []
+    conditions: list[sql.Composable] = []
     if kind is VectorKind.CAPTION and language is not None:
-        filters.append(sql.SQL("language = %(language)s"))
-    if high_quality_only:
-        filters.append(sql.SQL("high_quality"))
-    where = sql.SQL("WHERE ") + sql.SQL(" AND ").join(filters) if filters else sql.SQL("")
+        conditions.append(sql.SQL("language = %(language)s"))
+    if high_quality_only or filters.high_quality:
+        conditions.append(sql.SQL("high_quality"))
+    on_catalog = filters.vector_row_condition(tables.ident(kind))
+    if on_catalog is not None:
+        conditions.append(on_catalog)
+    where = sql.SQL("WHERE ") + sql.SQL(" AND ").join(conditions) if conditions else sql.SQL("")
     sub = {
         VectorKind.VIEW: (sql.SQL("view_index"), sql.SQL("NULL::text")),
         VectorKind.CAPTION: (sql.SQL("NULL::int2"), sql.SQL("language")),
@@ -131,13 +151,21 @@ def knn_sql(
     ).format(view=sub[0], lang=sub[1], q=_query_param(tables), table=tables.ident(kind), where=where)
 
 
-def pooled_sql(tables: EncoderTables, high_quality_only: bool) -> sql.Composed:
+def pooled_sql(
+    tables: EncoderTables, high_quality_only: bool, filters: SearchFilters = NO_FILTERS
+) -> sql.Composed:
     """Pooled layout: ANN over the per-asset vectors for candidates, then exact max-over-views re-rank.
 
     The inner query is index-shaped on the asset table; the re-rank reads each candidate's views
     through the view table's primary key (asset_id, view_index), so no view index is needed.
     """
-    where = sql.SQL("WHERE high_quality") if high_quality_only else sql.SQL("")
+    conditions: list[sql.Composable] = []
+    if high_quality_only or filters.high_quality:
+        conditions.append(sql.SQL("high_quality"))
+    on_catalog = filters.vector_row_condition(tables.ident(VectorKind.ASSET))
+    if on_catalog is not None:
+        conditions.append(on_catalog)
+    where = sql.SQL("WHERE ") + sql.SQL(" AND ").join(conditions) if conditions else sql.SQL("")
     return sql.SQL(
         """WITH nn AS MATERIALIZED (
                SELECT asset_id FROM {assets} {where} ORDER BY embedding <=> {q} LIMIT %(fetch)s
@@ -165,20 +193,45 @@ def knn_pooled(
     k: int,
     high_quality_only: bool = False,
     tuning: SearchTuning | None = None,
+    filters: SearchFilters = NO_FILTERS,
 ) -> list[StoreHit]:
     """The k nearest assets by their best view, among candidates from the per-asset ANN index."""
     tuning = tuning or SearchTuning()
     if k < 1:
         raise ValueError(f"k must be at least 1, got {k}")
-    params = {"q": _check_query(query, tables.dim), "k": k, "fetch": k * tuning.rerank_factor}
-    rows = _execute(conn, pooled_sql(tables, high_quality_only), tuning, params)
-    return _hits(rows)
+    params = {
+        "q": _check_query(query, tables.dim),
+        "k": k,
+        "fetch": k * tuning.rerank_factor,
+        **filters.params(),
+    }
+    rows = _execute(conn, pooled_sql(tables, high_quality_only, filters), tuning, params)
+    return hits_from_rows(rows)
 
 
-def _hits(rows: list[tuple]) -> list[StoreHit]:
-    """StoreHits from the rows of a kNN statement (both layouts select the same columns)."""
+def hits_from_rows(rows: list[tuple]) -> list[StoreHit]:
+    """StoreHits from rows of (asset_id, score, view, language, HIT_CATALOG_COLUMNS…, fetched)."""
     return [
-        StoreHit(r[0], float(r[1]), r[2], r[3], r[4], r[5], r[6], r[7], int(r[8]), bool(r[9])) for r in rows
+        StoreHit(
+            r[0],
+            float(r[1]),
+            r[2],
+            r[3],
+            r[4],
+            r[5],
+            r[6],
+            r[7],
+            int(r[8]),
+            bool(r[9]),
+            r[10],
+            r[11],
+            tuple(r[12] or ()),
+            tuple(r[13] or ()),
+            tuple(r[14] or ()),
+            r[15],
+            r[16],
+        )
+        for r in rows
     ]
 
 
@@ -236,14 +289,20 @@ def knn(
     language: str | None = None,
     high_quality_only: bool = False,
     tuning: SearchTuning | None = None,
+    filters: SearchFilters = NO_FILTERS,
 ) -> list[StoreHit]:
     """The k nearest assets to a query vector among one encoder's caption, view or asset vectors."""
     tuning = tuning or SearchTuning()
     if k < 1:
         raise ValueError(f"k must be at least 1, got {k}")
-    params: dict[str, Any] = {"q": _check_query(query, tables.dim), "k": k, "language": language}
+    params: dict[str, Any] = {
+        "q": _check_query(query, tables.dim),
+        "k": k,
+        "language": language,
+        **filters.params(),
+    }
     per_asset = _rows_per_asset(kind, language, tuning)
-    statement = knn_sql(tables, kind, language, high_quality_only)
+    statement = knn_sql(tables, kind, language, high_quality_only, filters)
     started = time.perf_counter()
     while True:
         params["fetch"] = k * per_asset
@@ -262,7 +321,7 @@ def knn(
         len(rows),
         elapsed_ms,
     )
-    return _hits(rows)
+    return hits_from_rows(rows)
 
 
 def explain_knn(
@@ -274,6 +333,7 @@ def explain_knn(
     language: str | None = None,
     high_quality_only: bool = False,
     tuning: SearchTuning | None = None,
+    filters: SearchFilters = NO_FILTERS,
 ) -> str:
     """EXPLAIN (ANALYZE) text of the first kNN statement `knn` would run, to check the ANN index is used."""
     tuning = tuning or SearchTuning()
@@ -282,7 +342,10 @@ def explain_knn(
         "k": k,
         "language": language,
         "fetch": k * _rows_per_asset(kind, language, tuning),
+        **filters.params(),
     }
-    statement = sql.SQL("EXPLAIN (ANALYZE, COSTS OFF) ") + knn_sql(tables, kind, language, high_quality_only)
+    statement = sql.SQL("EXPLAIN (ANALYZE, COSTS OFF) ") + knn_sql(
+        tables, kind, language, high_quality_only, filters
+    )
     rows = _execute(conn, statement, tuning, params)
     return "\n".join(r[0] for r in rows)
