@@ -76,6 +76,12 @@ class Settings(BaseModel):
     dashscope_api_key: SecretStr | None = None
 
     max_assets: int | None = Field(default=None, ge=1, description="limit on assets read; unset = no limit")
+    model_url_template: str = Field(
+        default="https://huggingface.co/datasets/allenai/objaverse/resolve/main/glbs/{path}",
+        description="where an asset's GLB is fetched from when it is not on local disk ({path}: the index "
+        "map's <shard>/<uid>.glb, {uid}); empty = no remote models",
+    )
+    fetch_workers: int = Field(default=4, ge=1, le=64, description="parallel downloads of fetch-models")
     translation_batch_size: int = Field(default=1000, ge=1, le=50_000, description="requests per batch file")
     translation_model: str = Field(
         default="qwen-plus", min_length=1, description="chat model that translates"
@@ -287,6 +293,24 @@ class Settings(BaseModel):
         except ValueError as exc:
             raise ValueError(f"QWEN_DIMENSION: {exc}") from None
         return self
+
+    @field_validator("model_url_template")
+    @classmethod
+    def _a_model_url_template(cls, value: str) -> str:
+        # Checked here so a typo fails at start-up, not as a broken link in every result.
+        from string import Formatter
+
+        value = value.strip()
+        if not value:
+            return value
+        if not value.startswith(("https://", "http://")):
+            raise ValueError("must be an http(s) URL template, e.g. https://host/glbs/{path}")
+        fields = {name for _, name, _, _ in Formatter().parse(value) if name is not None}
+        if not fields or not fields <= {"path", "uid"}:
+            raise ValueError(
+                f"may name {{path}} and {{uid}} only, and at least one; it names {sorted(fields)}"
+            )
+        return value
 
     @field_validator("qwen_image_url_base")
     @classmethod
