@@ -29,7 +29,7 @@ from assetlib.records import write_json
 log = logging.getLogger(__name__)
 
 
-IN_GRAMMAR, NATURAL = "in-grammar", "natural"
+IN_GRAMMAR, NATURAL, JUDGED = "in-grammar", "natural", "judged"
 
 
 @dataclass
@@ -246,3 +246,21 @@ def cached_queries(
         return QuerySet.load(path), folder
     folder.mkdir(parents=True, exist_ok=True)
     return build_queries(assets, folder, seed=seed, max_queries=max_queries), folder
+
+
+def judged_query_set(judged: Sequence[tuple[str, str, list[str], list[str]]]) -> QuerySet:
+    """A query set from researchers' judgments: (query, language, relevant, judged) per query
+    (`store.judgments.relevance_by_query`); assets nobody judged count as not relevant."""
+    queries = [
+        Query(
+            qid=f"judged-{hashlib.blake2b(f'{lang}|{text}'.encode(), digest_size=6).hexdigest()}",
+            kind="text",
+            relevant=sorted(relevant),
+            group=f"judged/{lang}",
+            text=text,
+            language=lang,
+            query_set=JUDGED,
+        )
+        for text, lang, relevant, _ in judged
+    ]
+    return QuerySet(queries, seed=0, source="judgments")

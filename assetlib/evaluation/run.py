@@ -30,9 +30,12 @@ from assetlib.logs import progress as progress_bar
 from assetlib.media.images import load_rgb
 from assetlib.search.service import AlgorithmUnavailable, SearchError, SearchResult, SearchService
 from assetlib.store.layout import layout_label, layouts_to_compare
+from assetlib.store.load import CATALOG_TARGET
 from assetlib.vocab import FUSED_PARTS, MODES_FOR, Language, Mode, QueryKind, searches_captions
 
 log = logging.getLogger(__name__)
+
+KEYWORD = Mode.KEYWORD.value  # the "algorithm" of keyword rows: no encoder is involved
 
 
 @dataclass
@@ -49,7 +52,7 @@ class Config:
     @property
     def label(self) -> str:
         """A short name for tables and legends."""
-        parts = [self.algorithm, self.mode]
+        parts = [self.algorithm] if self.mode == Mode.KEYWORD else [self.algorithm, self.mode]
         if self.layout:
             parts.append(self.layout)
         if self.language:
@@ -58,8 +61,13 @@ class Config:
 
 
 def configs_for(service: SearchService, algorithms: Sequence[str]) -> list[Config]:
-    """Every configuration the usable, stored algorithms support (an unknown name is a SearchError)."""
-    out = []
+    """Every configuration the usable, stored algorithms support (an unknown name is a SearchError).
+
+    Keyword search uses no encoder: it is one row per language (algorithm "keyword"); hybrid is
+    one row per algorithm and language, on the layout the store serves by default.
+    """
+    out: list[Config] = []
+    keyword_languages: list[str] = []
     for algorithm in algorithms:
         try:
             encoder = service.encoder(algorithm)  # a typo raises SearchError: never skipped silently
@@ -76,6 +84,13 @@ def configs_for(service: SearchService, algorithms: Sequence[str]) -> list[Confi
             )
             for language in languages:
                 for mode in MODES_FOR[kind]:
+                    if mode is Mode.KEYWORD:
+                        if language is not None and language not in keyword_languages:
+                            keyword_languages.append(language)
+                        continue
+                    if mode is Mode.HYBRID:
+                        out.append(Config(algorithm, kind.value, mode.value, None, language))
+                        continue
                     parts = FUSED_PARTS[kind] if mode is Mode.FUSED else (mode,)
                     if all(searches_captions(p) for p in parts):  # captions only: no image layout
                         out.append(Config(algorithm, kind.value, mode.value, None, language))
@@ -91,6 +106,9 @@ def configs_for(service: SearchService, algorithms: Sequence[str]) -> list[Confi
                             )
                             for layout in layouts
                         )
+    out.extend(
+        Config(KEYWORD, QueryKind.TEXT.value, Mode.KEYWORD.value, None, lang) for lang in keyword_languages
+    )
     return out
 
 
@@ -203,7 +221,12 @@ def evaluation_fingerprint(service: SearchService, query_set: QuerySet, configs:
         f"{s.qwen_num_images}/{s.image_layout}".encode()
     )
     with service.db.connection() as conn:
-        for algorithm in sorted({c.algorithm for c in configs}):
+        # Keyword rankings depend on the catalog's words: its load batches say when they changed.
+        catalog = conn.execute(
+            "SELECT batch_key, batch_hash FROM load_batches WHERE target = %s ORDER BY 1", (CATALOG_TARGET,)
+        ).fetchall()
+        digest.update(json.dumps(catalog).encode())
+        for algorithm in sorted({c.algorithm for c in configs} - {KEYWORD}):
             info = service.encoder(algorithm).info
             digest.update(f"{info.name}:{info.version}:{info.dim}".encode())
             batches = conn.execute(

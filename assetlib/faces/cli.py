@@ -125,6 +125,44 @@ def _print_stage(stage: LibraryStage) -> None:
         print(f"preview:  {stage.preview}")
 
 
+def cmd_library_fetch_models(args: argparse.Namespace) -> int:
+    """Download GLBs not on this machine (by id, a search's top N, judged relevant) into the model cache."""
+    from assetlib.pipeline.fetch import fetch_selected, read_id_list
+    from assetlib.store.db import Database
+    from assetlib.store.judgments import list_judgments
+
+    settings = _settings(args)
+    ids: list[str] = list(args.id or [])
+    if args.ids:
+        ids += read_id_list(Path(args.ids))
+    db = Database.open(settings)
+    try:
+        if args.query:
+            from assetlib.search.service import SearchService
+
+            service = SearchService(settings, db)
+            result = service.search_text(args.query, args.algorithm, args.mode, top_k=args.top_k)
+            ids += [h.asset_id for h in result.hits]
+            service.batcher.close()
+        if args.judged:
+            with db.connection() as conn:
+                ids += [j.asset_id for j in list_judgments(conn) if j.relevant]
+        if not ids:
+            raise ValueError("nothing to fetch: give --id, --ids FILE, --query TEXT or --judged")
+        plan, report = fetch_selected(settings, ids, args.sums, args.run_dir, db=db)
+    finally:
+        db.close()
+    summary = report.summary()
+    print(
+        f"fetched {summary['downloaded']} ({summary['resumed']} resumed), {summary['present']} already "
+        f"cached, {plan.local} in the library, {len(report.failures)} failed, {len(plan.unknown)} unknown, "
+        f"{len(plan.no_url)} without a URL; {summary['mb']} MB in {summary['seconds']} s"
+    )
+    for failure in report.failures[:5]:
+        print(f"  {failure.asset_id}: {failure.reason}")
+    return 0 if not report.failures else 5
+
+
 def cmd_library_render(args: argparse.Namespace) -> int:
     """Render mesh files (GLB, OBJ, PLY, STL) into views with camera JSON, in the G-Objaverse layout."""
     from assetlib.media.render import RenderSettings
@@ -355,6 +393,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         seed=args.seed,
         max_queries=args.max_queries,
         reuse=False,
+        queries_file=args.queries,
     )
     print(comparison_table(stage.report.rows))
     for name, path in stage.report.files.items():
@@ -486,6 +525,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument(
         "--max-queries", type=int, default=300, help="groups (demo) or assets (real) sampled"
     )
+    evaluate.add_argument(
+        "--queries", help="a saved queries.json, or 'judged': the relevance judgments made in the dashboard"
+    )
 
     library = sub.add_parser(
         "library", help="asset libraries: generate the demo, read real data, render meshes"
@@ -506,6 +548,18 @@ def build_parser() -> argparse.ArgumentParser:
     read.add_argument(
         "--rescan", action="store_true", help="scan every render folder again, ignoring the view index"
     )
+    fetch = add(lib_sub, "fetch-models", cmd_library_fetch_models)
+    fetch.add_argument("--id", action="append", help="an asset id or Objaverse uid (repeatable)")
+    fetch.add_argument("--ids", help="file of asset ids or Objaverse uids, one per line")
+    fetch.add_argument("--query", help="fetch the top results of this text search")
+    fetch.add_argument("--algorithm", default="siglip", help="algorithm of --query (default siglip)")
+    fetch.add_argument("--mode", default="text_to_image", help="mode of --query (default text_to_image)")
+    fetch.add_argument("--top-k", type=int, default=10, help="results of --query to fetch (default 10)")
+    fetch.add_argument("--judged", action="store_true", help="every asset judged relevant in the dashboard")
+    fetch.add_argument(
+        "--sums", type=Path, help="sha256sum-style file (<hex>  <shard>/<uid>.glb) to verify by"
+    )
+    fetch.add_argument("--run-dir", type=Path, help="write fetch_report.json and fetch_failures.csv here")
     render = add(lib_sub, "render", cmd_library_render)
     render.add_argument("meshes", nargs="+", help="GLB, OBJ, PLY or STL files")
     render.add_argument("--out", required=True, help="output folder: <out>/<mesh name>/<vvvvv>/<vvvvv>.png")

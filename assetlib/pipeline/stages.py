@@ -488,6 +488,23 @@ class EvaluateStage:
         return best
 
 
+def _judged_queries(settings: Settings) -> QuerySet:
+    """The database's relevance judgments as a query set (ValueError when there are none)."""
+    from assetlib.evaluation.queries import judged_query_set
+    from assetlib.store.db import Database
+    from assetlib.store.judgments import relevance_by_query
+
+    db = Database.open(settings)
+    try:
+        with db.connection() as conn:
+            queries = judged_query_set(relevance_by_query(conn))
+    finally:
+        db.close()
+    if not queries.queries:
+        raise ValueError("no judgments in the database yet: mark results in the dashboard first")
+    return queries
+
+
 def evaluate(
     settings: Settings,
     root: str | Path | None = None,
@@ -497,11 +514,14 @@ def evaluate(
     max_queries: int = 300,
     reuse: bool = True,
     progress: bool = True,
+    queries_file: str | Path | None = None,
 ) -> EvaluateStage:
     """Compare every usable algorithm, mode, language and layout on the library's benchmark queries.
 
     Queries already in run_dir are reused (the same queries as earlier runs there); with `reuse`,
     the query set is cached per library and the results per fingerprint of what they depend on.
+    `queries_file` evaluates a saved query set instead (a queries.json, or "judged": the relevance
+    judgments in the database, as the dashboard stored them).
     """
     from assetlib.evaluation.queries import QuerySet, build_queries, cached_queries
     from assetlib.evaluation.report import natural_language_table
@@ -512,7 +532,13 @@ def evaluate(
     out = Path(run_dir)
     out.mkdir(parents=True, exist_ok=True)
     cache_root = settings.home / "evaluations"
-    if (out / "queries.json").exists():
+    if queries_file == "judged":
+        queries = _judged_queries(settings)
+        queries.save(out / "queries.json")
+    elif queries_file is not None:
+        queries = QuerySet.load(Path(queries_file))
+        queries.save(out / "queries.json")
+    elif (out / "queries.json").exists():
         queries = QuerySet.load(out / "queries.json")
     else:
         assets = open_library(settings, root).assets

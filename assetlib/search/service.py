@@ -23,7 +23,10 @@ from assetlib.search.batching import EncodeBatcher, Encoded
 from assetlib.search.fusion import FUSION_DEPTH, rrf_fuse
 from assetlib.search.query_cache import QueryCache, image_key, text_key
 from assetlib.store.db import ConnectionLost, Database
+from assetlib.store.facets import facet_counts
+from assetlib.store.filters import NO_FILTERS, SearchFilters
 from assetlib.store.indexes import ann_indexes
+from assetlib.store.keyword import keyword_search
 from assetlib.store.knn import SearchTuning, StoreHit, knn, knn_pooled
 from assetlib.store.layout import LayoutError, reranks_by_view, serving_layout, target_kind
 from assetlib.store.schema import EncoderTables, encoder_tables
@@ -42,6 +45,7 @@ from assetlib.vocab import (
 
 log = logging.getLogger(__name__)
 
+FACET_DEPTH = 200  # facets are counted over this many candidates (the results a filter chooses among)
 LAYOUT_TTL_S = 60.0  # how long the image layout chosen from the store's indexes is trusted
 
 
@@ -68,6 +72,14 @@ class Hit:
     high_quality: bool
     has_model: bool
     sources: tuple[str, ...] = ()  # modes that found it (fused results)
+    name: str | None = None
+    license: str | None = None
+    categories: tuple[str, ...] = ()
+    lvis: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
+    face_count: int | None = None
+    glb_path: str | None = None
+    glb_relpath: str | None = None  # the remote model's path (`<shard>/<uid>.glb`)
 
 
 @dataclass
@@ -82,6 +94,9 @@ class SearchResult:
     timings_ms: dict[str, float] = field(default_factory=dict)
     layout: str | None = None  # the image layout that served it (None for caption-only searches)
     notes: list[str] = field(default_factory=list)  # what was done to the query (a model's skipped parts…)
+    filters: dict = field(default_factory=dict)  # the filters applied (SearchFilters.describe)
+    facets: dict[str, list[dict]] | None = None  # counts over the candidate set, when asked for
+    candidates: int = 0  # how many results the facets were counted over
 
 
 def clean_query(text: str) -> str:
@@ -122,6 +137,14 @@ def _hit(h: StoreHit, score: float, sources: tuple[str, ...]) -> Hit:
         h.high_quality,
         bool(h.glb_path),
         sources,
+        h.name,
+        h.license,
+        h.categories,
+        h.lvis,
+        h.tags,
+        h.face_count,
+        h.glb_path,
+        h.glb_relpath,
     )
 
 
@@ -248,25 +271,70 @@ class SearchService:
         top_k: int | None = None,
         high_quality_only: bool = False,
         layout: ImageLayout | str | None = None,
+        filters: SearchFilters | None = None,
+        facets: bool = False,
     ) -> SearchResult:
-        """Search with a text query (English or Chinese) against captions, renders, or both fused."""
+        """Search with a text query (English or Chinese): captions, renders, both fused, keywords, or
+        keywords fused with the algorithm's vector rankings (hybrid); filtered, with facets if asked."""
         text = clean_query(query)
         chosen = _query_mode(QueryKind.TEXT, mode)
         try:
             lang = resolve_language(language, text)
         except ValueError as exc:
             raise SearchError(str(exc)) from None
+        k = check_top_k(top_k, self.settings.default_top_k)
+        wanted = (filters or NO_FILTERS).with_quality(high_quality_only)
+        if chosen is Mode.KEYWORD:
+            return self._keyword_only(text, lang, k, wanted, facets)
         encoder = self.encoder(algorithm)
         if lang not in encoder.info.languages:
             raise SearchError(
                 f"{encoder.info.name} does not embed {lang} text (it knows {encoder.info.languages})"
             )
-        modes = FUSED_PARTS[QueryKind.TEXT] if chosen is Mode.FUSED else (chosen,)
+        if chosen in (Mode.FUSED, Mode.HYBRID):
+            modes = FUSED_PARTS[QueryKind.TEXT]
+            if chosen is Mode.HYBRID and not encoder.info.embeds_images:
+                modes = (Mode.TEXT_TO_TEXT,)  # hybrid: keyword + whatever vectors the algorithm has
+        else:
+            modes = (chosen,)
         self._check_modalities(encoder, modes)
-        k = check_top_k(top_k, self.settings.default_top_k)
         key = text_key(encoder.info, text, lang, "query")
         encoded = self._encoded(key, lambda: self.batcher.text(encoder, text, lang, role="query"))
-        return self._run(encoder, algorithm, chosen, modes, encoded, lang, k, high_quality_only, layout)
+        keyword = text if chosen is Mode.HYBRID else None
+        return self._run(encoder, algorithm, chosen, modes, encoded, lang, k, wanted, layout, facets, keyword)
+
+    def _keyword_only(
+        self, text: str, language: str, k: int, filters: SearchFilters, facets: bool
+    ) -> SearchResult:
+        """Keyword mode: the catalog's words alone, no encoder (the algorithm is not used)."""
+        depth = max(k, FACET_DEPTH) if facets else k
+        started = time.perf_counter()
+
+        def ask() -> tuple[list[StoreHit], dict[str, list[dict]] | None]:
+            with self.db.connection() as conn:
+                found = keyword_search(conn, text, language, depth, filters)
+                counts = facet_counts(conn, [h.asset_id for h in found]) if facets else None
+            return found, counts
+
+        try:
+            found, counts = ask()
+        except ConnectionLost:
+            if self.db.supervisor.outage is not None:
+                raise
+            found, counts = ask()
+        db_ms = (time.perf_counter() - started) * 1000
+        return SearchResult(
+            [_hit(h, h.score, (Mode.KEYWORD.value,)) for h in found[:k]],
+            Mode.KEYWORD.value,
+            "keyword (PostgreSQL full text / trigrams)",
+            Mode.KEYWORD.value,
+            language,
+            {"db_ms": round(db_ms, 2)},
+            None,
+            filters=filters.describe(),
+            facets=counts,
+            candidates=len(found) if facets else 0,
+        )
 
     def search_images(
         self,
@@ -276,6 +344,8 @@ class SearchService:
         top_k: int | None = None,
         high_quality_only: bool = False,
         layout: ImageLayout | str | None = None,
+        filters: SearchFilters | None = None,
+        facets: bool = False,
     ) -> SearchResult:
         """Search with an image (or pooled views of one object) against renders, captions, or both."""
         if not images:
@@ -289,7 +359,8 @@ class SearchService:
         # each time and not cached.
         key = image_key(encoder.info, images[0]) if len(images) == 1 else None
         encoded = self._encoded(key, lambda: self.batcher.images(encoder, list(images)))
-        return self._run(encoder, algorithm, chosen, modes, encoded, None, k, high_quality_only, layout)
+        wanted = (filters or NO_FILTERS).with_quality(high_quality_only)
+        return self._run(encoder, algorithm, chosen, modes, encoded, None, k, wanted, layout, facets)
 
     def search_model(
         self,
@@ -298,13 +369,15 @@ class SearchService:
         mode: Mode | str = Mode.IMAGE_TO_IMAGE,
         top_k: int | None = None,
         high_quality_only: bool = False,
+        filters: SearchFilters | None = None,
+        facets: bool = False,
     ) -> SearchResult:
         """Search with a 3D model: render it like the library (on a warm renderer), then by its views."""
         started = time.perf_counter()
         rendered = self.renderers().render(Path(mesh_path), label=Path(mesh_path).name)
         render_ms = (time.perf_counter() - started) * 1000
         views = [Image.fromarray(rgba, "RGBA") for rgba in rendered.views]
-        result = self.search_images(views, algorithm, mode, top_k, high_quality_only)
+        result = self.search_images(views, algorithm, mode, top_k, high_quality_only, None, filters, facets)
         result.timings_ms["render_ms"] = round(render_ms, 2)
         result.notes = rendered.notes
         return result
@@ -345,12 +418,17 @@ class SearchService:
         vector: np.ndarray,
         language: str | None,
         fetch: int,
-        high_quality_only: bool,
+        filters: SearchFilters,
         layout: ImageLayout | str | None,
+        keyword: str | None = None,
     ) -> tuple[dict[str, list[StoreHit]], ImageLayout]:
-        """Each mode's ranking from the store, on one pooled connection, and the layout that served it."""
+        """Each mode's ranking from the store (and the keyword ranking for hybrid), on one pooled
+        connection, and the layout that served it."""
         rankings: dict[str, list[StoreHit]] = {}
+        hq = filters.high_quality
         with self.db.connection() as conn:
+            if keyword is not None:
+                rankings[Mode.KEYWORD.value] = keyword_search(conn, keyword, language or "en", fetch, filters)
             tables = self._tables(conn, encoder)
             chosen = self.layout_for(encoder, conn, tables, layout)
             for store_mode in modes:
@@ -359,15 +437,15 @@ class SearchService:
                     # A text query matches captions in its own language; an image matches any caption.
                     caption_language = language if store_mode is Mode.TEXT_TO_TEXT else None
                     rankings[store_mode.value] = knn(
-                        conn, tables, kind, vector, fetch, caption_language, high_quality_only, self.tuning
+                        conn, tables, kind, vector, fetch, caption_language, hq, self.tuning, filters
                     )
                 elif reranks_by_view(chosen):
                     rankings[store_mode.value] = knn_pooled(
-                        conn, tables, vector, fetch, high_quality_only=high_quality_only, tuning=self.tuning
+                        conn, tables, vector, fetch, hq, self.tuning, filters
                     )
                 else:
                     rankings[store_mode.value] = knn(
-                        conn, tables, kind, vector, fetch, None, high_quality_only, self.tuning
+                        conn, tables, kind, vector, fetch, None, hq, self.tuning, filters
                     )
         return rankings, chosen
 
@@ -385,14 +463,18 @@ class SearchService:
         encoded: Encoded,
         language: str | None,
         k: int,
-        high_quality_only: bool,
+        filters: SearchFilters,
         layout: ImageLayout | str | None = None,
+        facets: bool = False,
+        keyword: str | None = None,
     ) -> SearchResult:
         vector = encoded.vector
         started = time.perf_counter()
-        fetch = k * FUSION_DEPTH if len(modes) > 1 else k  # fusion needs depth beyond the final k
+        fusing = len(modes) > 1 or keyword is not None
+        depth = max(k, FACET_DEPTH) if facets else k  # facets count over a deeper candidate set
+        fetch = depth * FUSION_DEPTH if fusing else depth  # fusion needs depth beyond the final k
         ask = functools.partial(
-            self._rankings, encoder, modes, vector, language, fetch, high_quality_only, layout
+            self._rankings, encoder, modes, vector, language, fetch, filters, layout, keyword
         )
         try:
             rankings, chosen = ask()
@@ -409,11 +491,17 @@ class SearchService:
                 raise
             log.info("search: a pooled connection broke; asking again on another")
             rankings, chosen = ask()
-        db_ms = (time.perf_counter() - started) * 1000
-        if len(modes) > 1:
-            hits = [_hit(h, score, sources) for h, score, sources in rrf_fuse(rankings, k)]
+        if fusing:
+            hits = [_hit(h, score, sources) for h, score, sources in rrf_fuse(rankings, depth)]
         else:
             hits = [_hit(h, h.score, (modes[0].value,)) for h in rankings[modes[0].value]]
+        counts = None
+        if facets:
+            with self.db.connection() as conn:
+                counts = facet_counts(conn, [h.asset_id for h in hits])
+        candidates = len(hits) if facets else 0
+        hits = hits[:k]
+        db_ms = (time.perf_counter() - started) * 1000
         image_search = any(target_kind(m, chosen) is not VectorKind.CAPTION for m in modes)
         # One line per search at DEBUG: an evaluation runs thousands, the API's access log has each.
         log.debug(
@@ -435,4 +523,7 @@ class SearchService:
             language,
             {**encoded.timings(), "db_ms": round(db_ms, 2)},
             chosen.value if image_search else None,
+            filters=filters.describe(),
+            facets=counts,
+            candidates=candidates,
         )
