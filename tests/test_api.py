@@ -132,7 +132,10 @@ def test_health_assets_views_and_models(world):
         ({"query": "x" * 1001}, "at most 1000 characters"),
         ({"query": "chair", "algorithm": "clip"}, "'siglip', 'qwen', 'e5' or 'e5lit'"),
         ({"query": "chair", "language": "french"}, "'auto', 'english' or 'chinese'"),
-        ({"query": "chair", "mode": "image_to_image"}, "'text_to_text', 'text_to_image' or 'fused'"),
+        (
+            {"query": "chair", "mode": "image_to_image"},
+            "'text_to_text', 'text_to_image', 'fused', 'keyword' or 'hybrid'",
+        ),
         ({"query": "chair", "top_k": 0}, "greater than or equal to 1"),
         ({"query": "chair", "algorithm": "e5", "cross_modal": True}, "embeds text only"),
     ],

@@ -23,9 +23,23 @@ from fastapi.responses import FileResponse, Response
 from assetlib import __version__
 from assetlib.config import Settings, load_settings
 from assetlib.faces.api.errors import install_error_handlers
-from assetlib.faces.api.schemas import ERRORS, NOT_FOUND, SERVER_FAULT, SearchHit, SearchResponse, TextQuery
+from assetlib.faces.api.export import EXPORT_CONTENT, ExportFormat, export_response
+from assetlib.faces.api.judgments import add_judgment_routes
+from assetlib.faces.api.schemas import (
+    ERRORS,
+    NOT_FOUND,
+    SERVER_FAULT,
+    CompareQuery,
+    CompareResponse,
+    SearchHit,
+    SearchResponse,
+    Side,
+    TextQuery,
+)
+from assetlib.library.remote_models import local_model, remote_model_url
 from assetlib.media.images import decode_image, to_rgb_on_white
 from assetlib.media.meshes import UnsupportedMeshFormat
+from assetlib.search.compare import compare
 from assetlib.search.service import Hit, SearchResult, SearchService
 from assetlib.store.catalog import asset_record, store_counts
 from assetlib.store.db import Database, DatabaseError
@@ -49,9 +63,16 @@ def _asset_url(request: Request, asset_id: str, suffix: str = "") -> str:
     return str(request.base_url).rstrip("/") + "/assets/" + quote(asset_id, safe="/") + suffix
 
 
-def _to_response(request: Request, result: SearchResult) -> Response:
-    """The results as JSON, serialised once by pydantic (the route's response_model documents them;
-    a Response is passed through, so FastAPI does not validate and encode the same model again)."""
+def _model(service: SearchService, request: Request, asset_id: str, h: Hit) -> tuple[str | None, str | None]:
+    """The model's URL and where it is: served here (the library's GLB or a fetched copy), else remote."""
+    if local_model(service.settings.home, h.glb_path, h.glb_relpath) is not None:
+        return _asset_url(request, asset_id, "/model"), "local"
+    url = remote_model_url(service.settings.model_url_template, h.glb_relpath, h.objaverse_uid)
+    return (url, "remote") if url else (None, None)
+
+
+def _response_body(request: Request, service: SearchService, result: SearchResult) -> SearchResponse:
+    """The results in the REST contract's shape."""
 
     def hit(h: Hit) -> SearchHit:
         views = [_asset_url(request, h.asset_id, f"/views/{i}") for i in range(h.view_count)]
@@ -59,22 +80,30 @@ def _to_response(request: Request, result: SearchResult) -> Response:
         if views:
             matched = h.matched_view is not None and h.matched_view < len(views)
             thumb = views[h.matched_view] if matched and h.matched_view is not None else views[0]
+        model_url, model_source = _model(service, request, h.asset_id, h)
         return SearchHit(
             asset_id=h.asset_id,
             similarity=round(h.score, 6),
             caption_en=h.caption_en,
             caption_cn=h.caption_cn,
             objaverse_id=h.objaverse_uid,
-            model_url=_asset_url(request, h.asset_id, "/model") if h.has_model else None,
+            model_url=model_url,
             thumbnail_url=thumb,
             view_urls=views,
             matched_view=h.matched_view,
             matched_language=h.matched_language,
             high_quality=h.high_quality,
             matched_by=list(h.sources),
+            model_source=model_source,
+            name=h.name,
+            license=h.license,
+            categories=list(h.categories),
+            lvis=list(h.lvis),
+            tags=list(h.tags),
+            face_count=h.face_count,
         )
 
-    body = SearchResponse(
+    return SearchResponse(
         results=[hit(h) for h in result.hits],
         algorithm=result.algorithm,
         encoder=result.encoder,
@@ -82,8 +111,23 @@ def _to_response(request: Request, result: SearchResult) -> Response:
         language=result.language,
         timings_ms=result.timings_ms,
         notes=result.notes,
+        layout=result.layout,
+        filters=result.filters,
+        facets=result.facets,
+        candidates=result.candidates,
     )
-    return Response(body.model_dump_json(), media_type="application/json")
+
+
+def _to_response(
+    request: Request,
+    service: SearchService,
+    result: SearchResult,
+    fmt: ExportFormat = ExportFormat.JSON,
+) -> Response:
+    """The results as JSON (serialised once by pydantic: the route's response_model documents them, a
+    Response is passed through), or as a CSV / rows / GLB-list download."""
+    body = _response_body(request, service, result).model_dump_json()
+    return export_response(body, fmt, f"assetlib-{result.algorithm}-{result.mode}")
 
 
 async def _read_capped(upload: UploadFile, limit: int) -> bytes:
@@ -162,9 +206,15 @@ def create_app(settings: Settings | None = None, service: SearchService | None =
 
     Service = Annotated[SearchService, Depends(get_service)]
 
-    @app.post("/search/text", response_model=SearchResponse, responses=ERRORS, tags=["search"])
-    async def search_text(body: TextQuery, request: Request, service: Service) -> Response:
-        """Search by English or Chinese text: captions (text→text), renders (text→image) or both fused."""
+    @app.post(
+        "/search/text", response_model=SearchResponse, responses={**ERRORS, **EXPORT_CONTENT}, tags=["search"]
+    )
+    async def search_text(
+        body: TextQuery, request: Request, service: Service, format: ExportFormat = ExportFormat.JSON
+    ) -> Response:
+        """Search by English or Chinese text: captions (text→text), renders (text→image), both fused,
+        keywords, or keywords + vectors (hybrid); with filters and facets. `format` downloads the
+        results as csv, rows (JSON) or glb-list."""
         mode = mode_for(QueryKind.TEXT, body.mode, body.cross_modal)
         result = await run_in_threadpool(
             service.search_text,
@@ -174,8 +224,43 @@ def create_app(settings: Settings | None = None, service: SearchService | None =
             body.language.value,
             body.top_k,
             body.high_quality_only,
+            body.layout,
+            body.filters.to_search(),
+            body.facets,
         )
-        return _to_response(request, result)
+        return _to_response(request, service, result, format)
+
+    @app.post("/search/compare", response_model=CompareResponse, responses=ERRORS, tags=["search"])
+    async def search_compare(body: CompareQuery, request: Request, service: Service) -> CompareResponse:
+        """The same text query two ways (algorithms, modes or layouts): both lists, overlap@k, and
+        which results each found alone."""
+        filters = body.filters.to_search()
+
+        def side(s: Side) -> SearchResult:
+            return service.search_text(
+                body.query,
+                s.algorithm.value,
+                s.mode,
+                body.language.value,
+                body.top_k,
+                False,
+                s.layout,
+                filters,
+            )
+
+        a = await run_in_threadpool(side, body.a)
+        b = await run_in_threadpool(side, body.b)
+        result = compare(a, b, body.top_k)
+        return CompareResponse(
+            a=_response_body(request, service, a),
+            b=_response_body(request, service, b),
+            k=result.k,
+            overlap=len(result.both),
+            overlap_at_k=round(result.overlap_at_k, 4),
+            both=result.both,
+            only_a=result.only_a,
+            only_b=result.only_b,
+        )
 
     @app.post("/search/image", response_model=SearchResponse, responses=ERRORS, tags=["search"])
     async def search_image(
@@ -195,7 +280,7 @@ def create_app(settings: Settings | None = None, service: SearchService | None =
         result = await run_in_threadpool(
             service.search_images, [image], algorithm.value, chosen, top_k, high_quality_only
         )
-        return _to_response(request, result)
+        return _to_response(request, service, result)
 
     @app.post("/search/model", response_model=SearchResponse, responses=ERRORS, tags=["search"])
     async def search_model(
@@ -221,7 +306,7 @@ def create_app(settings: Settings | None = None, service: SearchService | None =
             result = await run_in_threadpool(
                 service.search_model, path, algorithm.value, chosen, top_k, high_quality_only
             )
-        return _to_response(request, result)
+        return _to_response(request, service, result)
 
     @app.get("/health", responses=SERVER_FAULT, tags=["status"])
     async def health(service: Service) -> dict:
@@ -253,9 +338,14 @@ def create_app(settings: Settings | None = None, service: SearchService | None =
     async def asset_model(asset_id: str, service: Service) -> FileResponse:
         """The asset's mesh (GLB)."""
         record = await run_in_threadpool(_record, service, asset_id)
-        if not record["glb_path"] or not Path(record["glb_path"]).is_file():
-            raise HTTPException(404, f"asset {asset_id} has no model file")
-        return FileResponse(record["glb_path"], media_type="model/gltf-binary")
+        path = local_model(service.settings.home, record["glb_path"], record["glb_relpath"])
+        if path is None:
+            remote = remote_model_url(
+                service.settings.model_url_template, record["glb_relpath"], record["objaverse_id"]
+            )
+            hint = f"; it is at {remote} (`assetlib library fetch-models` downloads it)" if remote else ""
+            raise HTTPException(404, f"asset {asset_id} has no model file on this machine{hint}")
+        return FileResponse(path, media_type="model/gltf-binary")
 
     @app.get("/assets/{asset_id:path}", responses=NOT_FOUND, tags=["assets"])
     async def asset(asset_id: str, request: Request, service: Service) -> dict:
@@ -264,11 +354,18 @@ def create_app(settings: Settings | None = None, service: SearchService | None =
         record["view_urls"] = [
             _asset_url(request, asset_id, f"/views/{i}") for i in range(len(record["view_paths"]))
         ]
-        record["model_url"] = _asset_url(request, asset_id, "/model") if record["glb_path"] else None
+        if local_model(service.settings.home, record["glb_path"], record["glb_relpath"]) is not None:
+            record["model_url"], record["model_source"] = _asset_url(request, asset_id, "/model"), "local"
+        else:
+            remote = remote_model_url(
+                service.settings.model_url_template, record["glb_relpath"], record["objaverse_id"]
+            )
+            record["model_url"], record["model_source"] = remote, "remote" if remote else None
         record.pop("view_paths")
         record.pop("glb_path")
         return record
 
+    add_judgment_routes(app, get_service)
     return app
 
 

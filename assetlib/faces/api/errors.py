@@ -29,6 +29,8 @@ from assetlib.media.meshes import MeshError, UnsupportedMeshFormat
 from assetlib.media.render_worker import RendererCrashed, RenderTimeout
 from assetlib.search.service import AlgorithmUnavailable, SearchError
 from assetlib.store.db import DatabaseError
+from assetlib.store.filters import FilterError
+from assetlib.store.judgments import JudgmentError
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +50,8 @@ STATUS: tuple[tuple[type[Exception], int, str], ...] = (
     (ImageError, 400, ""),
     (MeshError, 400, ""),
     (SearchError, 422, ""),
+    (FilterError, 422, ""),
+    (JudgmentError, 422, ""),
     (AlgorithmUnavailable, 503, ""),
     (DatabaseError, 503, "database unavailable: "),
     (EncoderError, 503, "encoder failed: "),

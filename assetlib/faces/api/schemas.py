@@ -2,11 +2,46 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, Field, field_validator
 
-from assetlib.vocab import MAX_QUERY_CHARS, MAX_TOP_K, Algorithm, QueryLanguage, TextMode
+from assetlib.store.filters import MAX_FILTER_VALUES, SearchFilters
+from assetlib.vocab import (
+    MAX_QUERY_CHARS,
+    MAX_TOP_K,
+    Algorithm,
+    ImageLayout,
+    Language,
+    Mode,
+    QueryLanguage,
+    TextMode,
+)
+
+
+class Filters(BaseModel):
+    """Metadata filters: any of the values within a field, every field given (see store/filters.py)."""
+
+    categories: list[str] = Field(default_factory=list, max_length=MAX_FILTER_VALUES)
+    lvis: list[str] = Field(default_factory=list, max_length=MAX_FILTER_VALUES)
+    licenses: list[str] = Field(default_factory=list, max_length=MAX_FILTER_VALUES)
+    tags: list[str] = Field(default_factory=list, max_length=MAX_FILTER_VALUES)
+    face_min: int | None = Field(default=None, ge=0)
+    face_max: int | None = Field(default=None, ge=0)
+    high_quality: bool = False
+
+    def to_search(self) -> SearchFilters:
+        """As the store takes them (FilterError for a range that is upside down)."""
+        return SearchFilters(
+            tuple(self.categories),
+            tuple(self.lvis),
+            tuple(self.licenses),
+            tuple(self.tags),
+            self.face_min,
+            self.face_max,
+            self.high_quality,
+        )
 
 
 class TextQuery(BaseModel):
@@ -19,6 +54,9 @@ class TextQuery(BaseModel):
     mode: TextMode | None = Field(None, description="overrides cross_modal; 'fused' combines both")
     top_k: int = Field(10, ge=1, le=MAX_TOP_K)
     high_quality_only: bool = False
+    layout: ImageLayout | None = Field(None, description="image layout; unset = what the store serves best")
+    filters: Filters = Field(default_factory=lambda: Filters())
+    facets: bool = Field(False, description="count categories, licences, tags… over the top 200 candidates")
 
     @field_validator("query")
     @classmethod
@@ -43,6 +81,15 @@ class SearchHit(BaseModel):
     matched_language: str | None
     high_quality: bool
     matched_by: list[str]
+    model_source: str | None = Field(
+        None, description="local (served here), remote (MODEL_URL_TEMPLATE) or null (no model)"
+    )
+    name: str | None = None
+    license: str | None = None
+    categories: list[str] = Field(default_factory=list)
+    lvis: list[str] = Field(default_factory=list)
+    tags: list[str] = Field(default_factory=list)
+    face_count: int | None = None
 
 
 class SearchResponse(BaseModel):
@@ -57,6 +104,62 @@ class SearchResponse(BaseModel):
     notes: list[str] = Field(
         default_factory=list, description="what was done to the query (a model's skipped lines, decimation…)"
     )
+    layout: str | None = None
+    filters: dict[str, Any] = Field(default_factory=dict, description="the filters applied")
+    facets: dict[str, list[dict[str, Any]]] | None = Field(
+        None, description="per field, [{value, count}] over `candidates` results (when asked for)"
+    )
+    candidates: int = 0
+
+
+class Side(BaseModel):
+    """One column of a comparison: an algorithm, a mode, and optionally an image layout."""
+
+    algorithm: Algorithm = Algorithm.SIGLIP
+    mode: TextMode = TextMode.TEXT_TO_IMAGE
+    layout: ImageLayout | None = None
+
+
+class CompareQuery(BaseModel):
+    """The same text query searched two ways."""
+
+    query: str = Field(min_length=1, max_length=MAX_QUERY_CHARS)
+    language: QueryLanguage = QueryLanguage.AUTO
+    top_k: int = Field(10, ge=1, le=MAX_TOP_K)
+    filters: Filters = Field(default_factory=lambda: Filters())
+    a: Side
+    b: Side
+
+
+class CompareResponse(BaseModel):
+    """Both result lists, how much they agree (overlap@k), and what each found alone."""
+
+    a: SearchResponse
+    b: SearchResponse
+    k: int
+    overlap: int
+    overlap_at_k: float
+    both: list[str]
+    only_a: list[str]
+    only_b: list[str]
+
+
+class JudgmentIn(BaseModel):
+    """A researcher's mark on one result."""
+
+    query: str = Field(min_length=1, max_length=MAX_QUERY_CHARS)
+    language: Language
+    algorithm: str = Field(min_length=1, max_length=200)
+    mode: Mode
+    asset_id: str = Field(min_length=1, max_length=500)
+    relevant: bool
+    rank: int | None = Field(None, ge=1, le=MAX_TOP_K)
+
+
+class JudgmentOut(JudgmentIn):
+    """A stored judgment, with when it was made."""
+
+    judged_at: datetime
 
 
 class ErrorBody(BaseModel):

@@ -1,0 +1,136 @@
+"""The judgment routes: mark results relevant or not, list and take back marks, judged precision,
+the judgments as an evaluation query set, and the judged results as a download."""
+
+import json
+from collections.abc import Callable  # (no __future__ annotations: FastAPI reads these at runtime)
+from dataclasses import asdict
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import Response
+
+from assetlib.evaluation.queries import judged_query_set
+from assetlib.faces.api.export import EXPORT_CONTENT, ExportFormat, export_response
+from assetlib.faces.api.schemas import ERRORS, JudgmentIn, JudgmentOut
+from assetlib.library.remote_models import local_model, remote_model_url
+from assetlib.search.service import SearchService
+from assetlib.store.catalog import asset_record
+from assetlib.store.judgments import (
+    Judgment,
+    delete_judgment,
+    judged_precision,
+    list_judgments,
+    record_judgment,
+    relevance_by_query,
+)
+
+
+def _judged_results(service: SearchService, request: Request, query: str | None) -> tuple[str, dict]:
+    """The judged results as a search-response-shaped JSON body and their labels by asset."""
+    with service.db.connection() as conn:
+        marks = list_judgments(conn, query)
+        records = {m.asset_id: asset_record(conn, m.asset_id) for m in marks}
+    base = str(request.base_url).rstrip("/")
+    results: list[dict[str, Any]] = []
+    relevance: dict[str, bool] = {}
+    for mark in marks:
+        record = records.get(mark.asset_id) or {}
+        model_url: str | None
+        source: str | None
+        if local_model(service.settings.home, record.get("glb_path"), record.get("glb_relpath")):
+            model_url, source = f"{base}/assets/{mark.asset_id}/model", "local"
+        else:
+            model_url = remote_model_url(
+                service.settings.model_url_template, record.get("glb_relpath"), record.get("objaverse_uid")
+            )
+            source = "remote" if model_url else None
+        if mark.asset_id in relevance:
+            continue  # one row per asset; its label is the latest mark (set below)
+        relevance[mark.asset_id] = mark.relevant
+        results.append(
+            {
+                "asset_id": mark.asset_id,
+                "objaverse_id": record.get("objaverse_uid"),
+                "similarity": None,
+                "caption_en": record.get("caption_en"),
+                "caption_cn": record.get("caption_cn"),
+                "name": record.get("name"),
+                "license": record.get("license"),
+                "categories": record.get("categories"),
+                "tags": record.get("tags"),
+                "face_count": record.get("face_count"),
+                "model_url": model_url,
+                "model_source": source,
+                "query": mark.query,
+                "algorithm": mark.algorithm,
+                "mode": mark.mode,
+            }
+        )
+    for mark in marks:
+        relevance[mark.asset_id] = mark.relevant  # the latest mark wins
+    return json.dumps({"results": results}, ensure_ascii=False, default=str), relevance
+
+
+def add_judgment_routes(app: FastAPI, get_service: Callable[[], SearchService]) -> None:
+    """Register the /judgments routes on the app."""
+    Service = Annotated[SearchService, Depends(get_service)]
+
+    @app.post("/judgments", response_model=JudgmentOut, status_code=201, responses=ERRORS, tags=["judgments"])
+    async def judge(body: JudgmentIn, service: Service) -> JudgmentOut:
+        """Mark a result relevant or not (judging it again replaces the mark)."""
+
+        def store() -> Judgment:
+            with service.db.connection() as conn:
+                return record_judgment(conn, Judgment(**body.model_dump()))
+
+        return JudgmentOut(**asdict(await run_in_threadpool(store)))
+
+    @app.get("/judgments", response_model=list[JudgmentOut], responses=ERRORS, tags=["judgments"])
+    async def judgments(service: Service, query: str | None = None) -> list[JudgmentOut]:
+        """Every judgment, or those of one query, oldest first."""
+
+        def read() -> list[Judgment]:
+            with service.db.connection() as conn:
+                return list_judgments(conn, query)
+
+        return [JudgmentOut(**asdict(j)) for j in await run_in_threadpool(read)]
+
+    @app.delete("/judgments", responses=ERRORS, tags=["judgments"])
+    async def unjudge(body: JudgmentIn, service: Service) -> dict:
+        """Take a mark back."""
+
+        def drop() -> bool:
+            with service.db.connection() as conn:
+                return delete_judgment(conn, Judgment(**body.model_dump()))
+
+        return {"deleted": await run_in_threadpool(drop)}
+
+    @app.get("/judgments/precision", responses=ERRORS, tags=["judgments"])
+    async def precision(service: Service) -> list[dict]:
+        """Per algorithm and mode: results judged, judged relevant, precision among the judged."""
+
+        def read() -> list[dict]:
+            with service.db.connection() as conn:
+                return judged_precision(conn)
+
+        return await run_in_threadpool(read)
+
+    @app.get("/judgments/query-set", responses=ERRORS, tags=["judgments"])
+    async def query_set(service: Service) -> dict:
+        """The judgments as a query set (queries.json) that `assetlib evaluate --queries` reads."""
+
+        def read() -> dict:
+            with service.db.connection() as conn:
+                qs = judged_query_set(relevance_by_query(conn))
+            return {"seed": qs.seed, "source": qs.source, "queries": [asdict(q) for q in qs.queries]}
+
+        return await run_in_threadpool(read)
+
+    @app.get("/judgments/export", responses={**ERRORS, **EXPORT_CONTENT}, tags=["judgments"])
+    async def export(
+        request: Request, service: Service, format: ExportFormat = ExportFormat.CSV, query: str | None = None
+    ) -> Response:
+        """The judged results (one row per asset, its latest mark) as csv, rows (JSON) or glb-list."""
+        body, relevance = await run_in_threadpool(_judged_results, service, request, query)
+        return export_response(body, format, "assetlib-judged", relevance)
