@@ -30,7 +30,8 @@ UNION ALL SELECT 'faces', b.label, count(*) FROM c
 
 
 def facet_counts(conn: psycopg.Connection, asset_ids: Sequence[str]) -> dict[str, list[dict]]:
-    """Per field, [{value, count}] over the given assets, most frequent first (face buckets in order)."""
+    """Per field, [{value, count}] over the given assets, most frequent first; face buckets in order,
+    each with the face_min/face_max its chip filters by."""
     rows = conn.execute(
         _COUNTS,
         {
@@ -47,6 +48,8 @@ def facet_counts(conn: psycopg.Connection, asset_ids: Sequence[str]) -> dict[str
     for field, values in out.items():
         if field == "faces":
             values.sort(key=lambda v: order[v["value"]])
+            for v in values:
+                v["face_min"], v["face_max"] = face_bucket(v["value"])
         else:
             values.sort(key=lambda v: (-v["count"], v["value"]))
             del values[MAX_VALUES_PER_FACET:]

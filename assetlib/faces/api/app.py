@@ -31,6 +31,7 @@ from assetlib.faces.api.schemas import (
     SERVER_FAULT,
     CompareQuery,
     CompareResponse,
+    Filters,
     SearchHit,
     SearchResponse,
     Side,
@@ -43,6 +44,7 @@ from assetlib.search.compare import compare
 from assetlib.search.service import Hit, SearchResult, SearchService
 from assetlib.store.catalog import asset_record, store_counts
 from assetlib.store.db import Database, DatabaseError
+from assetlib.store.filters import MAX_FILTER_VALUES
 from assetlib.vocab import (
     MAX_IMAGE_UPLOAD_BYTES,
     MAX_MODEL_UPLOAD_BYTES,
@@ -57,6 +59,24 @@ from assetlib.vocab import (
 log = logging.getLogger(__name__)
 
 TopK = Annotated[int, Query(ge=1, le=MAX_TOP_K)]
+FilterValues = Annotated[list[str], Query(max_length=MAX_FILTER_VALUES, description="repeat for several")]
+
+
+def filters_from_query(
+    categories: FilterValues = [],  # noqa: B006  (FastAPI copies defaults per request)
+    lvis: FilterValues = [],  # noqa: B006
+    licenses: FilterValues = [],  # noqa: B006
+    tags: FilterValues = [],  # noqa: B006
+    face_min: Annotated[int | None, Query(ge=0)] = None,
+    face_max: Annotated[int | None, Query(ge=0)] = None,
+) -> Filters:
+    """The metadata filters of an upload search, given as query parameters (the body is the file)."""
+    return Filters(
+        categories=categories, lvis=lvis, licenses=licenses, tags=tags, face_min=face_min, face_max=face_max
+    )
+
+
+QueryFilters = Annotated[Filters, Depends(filters_from_query)]
 
 
 def _asset_url(request: Request, asset_id: str, suffix: str = "") -> str:
@@ -272,13 +292,25 @@ def create_app(settings: Settings | None = None, service: SearchService | None =
         mode: ImageMode | None = None,
         top_k: TopK = 10,
         high_quality_only: bool = False,
+        facets: bool = False,
+        *,
+        filters: QueryFilters,
     ) -> Response:
-        """Search by an image: renders (image→image), captions (image→text) or both fused."""
+        """Search by an image: renders (image→image), captions (image→text) or both fused; filtered
+        by the metadata query parameters, with facets if asked."""
         data = await _read_capped(file, MAX_IMAGE_UPLOAD_BYTES)
         image = to_rgb_on_white(decode_image(data, max_bytes=MAX_IMAGE_UPLOAD_BYTES))
         chosen = mode_for(QueryKind.IMAGE, mode, cross_modal)
         result = await run_in_threadpool(
-            service.search_images, [image], algorithm.value, chosen, top_k, high_quality_only
+            service.search_images,
+            [image],
+            algorithm.value,
+            chosen,
+            top_k,
+            high_quality_only,
+            None,
+            filters.to_search(),
+            facets,
         )
         return _to_response(request, service, result)
 
@@ -291,8 +323,12 @@ def create_app(settings: Settings | None = None, service: SearchService | None =
         mode: ImageMode = ImageMode.IMAGE_TO_IMAGE,
         top_k: TopK = 10,
         high_quality_only: bool = False,
+        facets: bool = False,
+        *,
+        filters: QueryFilters,
     ) -> Response:
-        """Search by a 3D model: it is rendered like the library, then searched as images."""
+        """Search by a 3D model: it is rendered like the library, then searched as images (filtered and
+        with facets like an image)."""
         suffix = Path(file.filename or "").suffix.lower()
         if suffix not in MESH_SUFFIXES:
             raise UnsupportedMeshFormat(
@@ -304,7 +340,14 @@ def create_app(settings: Settings | None = None, service: SearchService | None =
             path.write_bytes(data)
             chosen = mode_for(QueryKind.IMAGE, mode)
             result = await run_in_threadpool(
-                service.search_model, path, algorithm.value, chosen, top_k, high_quality_only
+                service.search_model,
+                path,
+                algorithm.value,
+                chosen,
+                top_k,
+                high_quality_only,
+                filters.to_search(),
+                facets,
             )
         return _to_response(request, service, result)
 

@@ -4,6 +4,7 @@ the judgments as an evaluation query set, and the judged results as a download."
 import json
 from collections.abc import Callable  # (no __future__ annotations: FastAPI reads these at runtime)
 from dataclasses import asdict
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Request
@@ -67,7 +68,7 @@ def _judged_results(service: SearchService, request: Request, query: str | None)
                 "mode": mark.mode,
             }
         )
-    for mark in marks:
+    for mark in sorted(marks, key=lambda m: m.judged_at or datetime.min.replace(tzinfo=UTC)):
         relevance[mark.asset_id] = mark.relevant  # the latest mark wins
     return json.dumps({"results": results}, ensure_ascii=False, default=str), relevance
 
