@@ -24,6 +24,7 @@ class FakeFiles:
         self.scripts: dict[str, list[tuple]] = {}
         self.requests: list[tuple[str, str | None]] = []  # (path, Range header)
         self.lock = threading.Lock()
+        self.stopped = False
         owner = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -48,9 +49,19 @@ class FakeFiles:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.http.__exit__(*exc)
+        self.stop()
+
+    def stop(self) -> None:
+        """Stop listening (a browser then gets connection refused); a second stop does nothing."""
+        if not self.stopped:
+            self.stopped = True
+            self.http.__exit__(None, None, None)
 
     def handle(self, req: BaseHTTPRequestHandler) -> None:
+        if self.stopped:  # a kept-alive connection outlives the listener: hang up on it too
+            req.close_connection = True
+            req.connection.shutdown(socket.SHUT_RDWR)
+            return
         path, ranged = req.path, req.headers.get("Range")
         with self.lock:
             self.requests.append((path, ranged))

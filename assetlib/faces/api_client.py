@@ -98,6 +98,31 @@ class ApiClient:
         """POST /search/text; options: algorithm, mode, language, top_k, high_quality_only."""
         return self._request("POST", "/search/text", json={"query": query, **options}).json()
 
+    def compare(self, query: str, a: dict, b: dict, **options: Any) -> dict:
+        """POST /search/compare: the same query on two sides (algorithm, mode, layout), with overlap@k."""
+        body = {"query": query, "a": a, "b": b, **options}
+        return self._request("POST", "/search/compare", json=body).json()
+
+    def judge(self, mark: dict) -> dict:
+        """POST /judgments: mark a result relevant or not (a second mark on it replaces the first)."""
+        return self._request("POST", "/judgments", json=mark).json()
+
+    def unjudge(self, mark: dict) -> bool:
+        """DELETE /judgments: take a mark back; whether there was one."""
+        return bool(self._request("DELETE", "/judgments", json=mark).json().get("deleted"))
+
+    def judgments(self, query: str | None = None) -> list[dict]:
+        """GET /judgments: every mark, or one query's."""
+        return self._request("GET", "/judgments", params={"query": query} if query else None).json()
+
+    def judged_precision(self) -> list[dict]:
+        """GET /judgments/precision: judged precision per algorithm and mode."""
+        return self._request("GET", "/judgments/precision").json()
+
+    def judgments_export(self, fmt: str = "csv") -> bytes:
+        """GET /judgments/export: the judged results as csv, rows (JSON) or glb-list."""
+        return self._request("GET", "/judgments/export", params={"format": fmt}).content
+
     def search_upload(self, kind: str, name: str, data: bytes, **options: Any) -> dict:
         """POST /search/image or /search/model with an uploaded file; kind is 'image' or 'model'."""
         if kind not in ("image", "model"):

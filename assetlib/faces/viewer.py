@@ -75,14 +75,19 @@ function render({ model, el }) {
   viewer.style.borderRadius = "6px";
   const note = document.createElement("div");
   note.className = "assetlib-viewer-note";
-  note.style.cssText = "position:absolute;left:10px;bottom:8px;font:12px sans-serif;color:#555;";
+  note.style.cssText =
+    "position:absolute;left:10px;right:10px;bottom:8px;font:12px sans-serif;color:#555;";
   box.append(viewer, note);
   el.append(box);
 
   let url = null;
+  const plain = note.style.cssText;
+  const alarm = plain + "top:40%;bottom:auto;background:#fdecea;color:#8a1c12;border:1px solid #f2b8b0;" +
+    "border-radius:6px;padding:8px 12px;font-size:13px;";
   function setStatus(status, text) {
     box.dataset.status = status;
     note.textContent = text === undefined ? "" : text;
+    note.style.cssText = status === "error" ? alarm : plain;
     if (model.get("status") !== status) {
       model.set("status", status);
       model.save_changes();
@@ -91,6 +96,19 @@ function render({ model, el }) {
   function show() {
     if (url) URL.revokeObjectURL(url);
     url = null;
+    const remote = model.get("src");
+    box.dataset.source = remote ? "remote" : "local";
+    viewer.style.visibility = "visible";
+    if (remote) {
+      // A model on another host: the browser fetches it itself (the kernel never downloads it).
+      if (viewer.getAttribute("src") === remote && viewer.loaded) {
+        loaded(); // the same model again: model-viewer would not load it twice, nor say "load"
+        return;
+      }
+      setStatus("loading", "loading from " + new URL(remote, location.href).host + "…");
+      viewer.src = remote;
+      return;
+    }
     const data = model.get("glb");
     if (!data || data.byteLength === 0) {
       viewer.removeAttribute("src");
@@ -104,20 +122,31 @@ function render({ model, el }) {
   }
   const hint = "drag to rotate · scroll to zoom · right-drag to pan";
   let loads = 0; // counted so that a page (or a test) can wait for the next model, not the last one
-  viewer.addEventListener("load", () => {
+  function loaded() {
     loads += 1;
     box.dataset.loads = String(loads);
     box.dataset.model = model.get("label");
     setStatus("loaded", hint);
-  });
+  }
+  viewer.addEventListener("load", loaded);
   viewer.addEventListener("error", (event) => {
     const kind = event.detail && event.detail.type ? event.detail.type : "unknown";
-    setStatus("error", "the model could not be shown (" + kind + ")");
+    const remote = model.get("src");
+    if (remote) {
+      const host = new URL(remote, location.href).host;
+      box.dataset.model = model.get("label");
+      viewer.style.visibility = "hidden"; // never leave the previous model under this one's failure
+      setStatus("error", "this browser could not load the model from " + host + " (" + kind + "): " +
+        "the host is unreachable from here or refuses cross-origin requests. " + model.get("hint"));
+    } else {
+      setStatus("error", "the model could not be shown (" + kind + ")");
+    }
   });
-  model.on("change:glb", show);
+  // One message per model (the kernel sets src/glb/label, then bumps `request`): no double loads.
+  model.on("change:request", show);
   ensureLibrary(model.get("_library")).then(show, (err) => setStatus("error", String(err.message || err)));
   return () => {
-    model.off("change:glb", show);
+    model.off("change:request", show);
     if (url) URL.revokeObjectURL(url);
   };
 }
@@ -126,11 +155,15 @@ export default { render };
 
 
 class ModelViewer(anywidget.AnyWidget):
-    """Rotate-and-zoom view of one GLB; `status` reports back what the browser did (loaded, error)."""
+    """Rotate-and-zoom view of one GLB (bytes from the API, or a remote URL the browser loads itself);
+    `status` reports back what the browser did (loaded, error)."""
 
     _esm = _ESM
     _library = traitlets.Unicode("").tag(sync=True)
     glb = traitlets.Bytes(b"").tag(sync=True)
+    src = traitlets.Unicode("").tag(sync=True)  # a remote model's URL; empty: show `glb`
+    hint = traitlets.Unicode("").tag(sync=True)  # what to do when a remote model cannot be loaded
+    request = traitlets.Int(0).tag(sync=True)  # bumped once per model shown: the page's cue to load
     height = traitlets.Unicode("420px").tag(sync=True)
     status = traitlets.Unicode("empty").tag(sync=True)
     label = traitlets.Unicode("").tag(sync=True)  # what is shown (an asset id), set on the page when loaded
@@ -145,13 +178,19 @@ class ModelViewer(anywidget.AnyWidget):
                 f"the model is {len(data) / 2**20:.0f} MB, over the viewer's "
                 f"{MAX_MODEL_BYTES // 2**20} MB limit"
             )
-        self.label = label
-        if data == self.glb:
-            self.glb = (
-                b""  # the same bytes again would not reach the page; a reload keeps the page's count true
-            )
-        self.glb = data
+        self._load(label=label, glb=data, src="", hint="")
+
+    def show_url(self, url: str, label: str = "", hint: str = "") -> None:
+        """Show a model the browser loads from `url` itself (a remote host); `hint` says what to do if
+        it cannot (shown after the reason)."""
+        self._load(label=label, glb=b"", src=url, hint=hint)
 
     def clear(self) -> None:
         """Show nothing."""
-        self.glb = b""
+        self._load(label="", glb=b"", src="", hint="")
+
+    def _load(self, **state: Any) -> None:
+        with self.hold_sync():  # one message: the page sees the new state and the cue together
+            for name, value in state.items():
+                setattr(self, name, value)
+            self.request += 1

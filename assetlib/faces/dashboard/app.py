@@ -1,4 +1,5 @@
-"""The Voila dashboard: search by text, image or 3D model; results with thumbnails; a 3D viewer; metrics.
+"""The Voila dashboard: search by text, image or 3D model; results with thumbnails, metadata, filters and
+facets; a 3D viewer (local or remote models); judgments and downloads; a side-by-side comparison; metrics.
 
 Thin by design: ipywidgets plus the REST API client. Voila starts a kernel per visitor, so no model
 is loaded here; `assetlib serve api` (or `assetlib serve dashboard`, which starts both) holds the
@@ -22,7 +23,11 @@ import ipywidgets as w
 
 from assetlib.config import SOURCE_TREE
 from assetlib.faces.api_client import ApiClient, ApiError
-from assetlib.faces.dashboard.html import CSS, box, clamped, metrics_table, run_table
+from assetlib.faces.dashboard.cards import ResultCard
+from assetlib.faces.dashboard.compare import ComparePanel, compare_summary, side_heading
+from assetlib.faces.dashboard.downloads import download_link, result_downloads, safe_stem
+from assetlib.faces.dashboard.filters import FilterPanel
+from assetlib.faces.dashboard.html import CSS, box, judged_table, metrics_table, run_table
 from assetlib.faces.viewer import ModelViewer, ViewerUnavailable
 from assetlib.vocab import (
     IMAGE_SUFFIXES,
@@ -40,8 +45,9 @@ from assetlib.vocab import (
 
 log = logging.getLogger(__name__)
 
-# The dashboard's mode switch picks one of each query kind's modes (vocab.MODES_FOR order).
-MODE_CHOICES = ("same", "cross", "fused")
+# The dashboard's mode switch picks one of each query kind's modes (vocab.MODES_FOR order); the word
+# modes exist for text only.
+MODE_CHOICES = ("same", "cross", "fused", "keyword", "hybrid")
 OUTAGE_RETRY_MAX_S = 2.0  # while the database is away, ask again at least this often
 
 
@@ -112,17 +118,30 @@ class Dashboard:
         self.algorithm_row = _row([])
         self.algorithm_notes = w.HTML()
         self.mode = w.ToggleButtons(
-            options=[("same modality", "same"), ("cross-modal", "cross"), ("fused", "fused")],
+            options=[
+                ("same modality", "same"),
+                ("cross-modal", "cross"),
+                ("fused", "fused"),
+                ("keyword", "keyword"),
+                ("hybrid", "hybrid"),
+            ],
             value="same",
             tooltips=[
                 "text → captions, image → renders",
                 "text → renders, image → captions",
                 "both, combined by reciprocal rank fusion",
+                "words in captions, names and tags (full text; trigrams for Chinese) — text only",
+                "keyword and this algorithm's vectors, fused by reciprocal rank — text only",
             ],
-            style={"button_width": "120px"},
+            style={"button_width": "auto"},
         )
         self.top_k = w.IntSlider(value=top_k, min=1, max=50, description="top-k", continuous_update=False)
-        self.high_quality = w.Checkbox(value=False, description="high-quality only", indent=False)
+        self.filters = FilterPanel(self._refilter)
+        self.high_quality = self.filters.high_quality
+        self.downloads = w.HTML()
+        self.cards: list[ResultCard] = []
+        self.marks: dict[str, bool] = {}  # the shown query's judgments, by asset
+        self._last_query: tuple[str, Any] | None = None  # ("text", query) or ("upload", (kind, name, data))
         self.status = w.HTML(box("ready", "al-status"))
         self.error = w.HTML()
         self.query_preview = w.Image(layout=w.Layout(height="64px", display="none"))
@@ -145,6 +164,9 @@ class Dashboard:
         )
         self.metrics_box = w.VBox()
         self.reload_metrics = w.Button(description="Reload", icon="refresh")
+        self.compare_panel = ComparePanel()
+        self.compare_cards: list[ResultCard] = []
+        self.last_comparison: dict | None = None
 
         self._quiet = False  # set while code (not the user) changes the text box
         self.search_button.on_click(lambda _: self.search_text(force=True))
@@ -152,6 +174,8 @@ class Dashboard:
         self.image_upload.observe(lambda _: self._on_upload(self.image_upload, "image"), names="value")
         self.model_upload.observe(lambda _: self._on_upload(self.model_upload, "model"), names="value")
         self.reload_metrics.on_click(lambda _: self.show_metrics())
+        self.compare_panel.button.on_click(lambda _: self.compare())
+        self.compare_panel.query.observe(lambda _: None if self._quiet else self.compare(), names="value")
 
         search_tab = w.VBox(
             [
@@ -160,14 +184,23 @@ class Dashboard:
                     [w.HTML('<span class="al-sub">or search by</span>'), self.image_upload, self.model_upload]
                 ),
                 _row([self.algorithm_row, self.mode], flex_flow="row wrap"),
-                _row([self.top_k, self.high_quality]),
+                _row(
+                    [self.top_k, self.filters.high_quality, self.filters.face_min, self.filters.face_max],
+                    flex_flow="row wrap",
+                ),
+                self.filters.active,
                 self.algorithm_notes,
                 _row([self.query_preview, self.status]),
                 self.error,
+                self.filters.facets,
+                self.downloads,
                 w.HBox([w.Box([self.grid], layout=w.Layout(flex="1 1 auto")), detail]),
             ]
         )
-        self.tabs = w.Tab(children=[search_tab, self.metrics_box], titles=("Search", "Metrics"))
+        self.tabs = w.Tab(
+            children=[search_tab, self.compare_panel.widget, self.metrics_box],
+            titles=("Search", "Compare", "Metrics"),
+        )
         self.ui = w.VBox([w.HTML(CSS), self.header, self.tabs], layout=w.Layout(padding="8px 12px"))
         self.refresh()
         self.show_metrics()
@@ -266,6 +299,10 @@ class Dashboard:
         if chosen:
             self.algorithm_buttons[chosen].value = True
         self.algorithm_row.children = [w.HTML('<span class="al-sub">algorithm</span>'), *buttons]
+        titles = {e["algorithm"]: e.get("title") or e["algorithm"] for e in self.algorithms}
+        offered = [(titles.get(n, n), n) for n in usable_names]
+        self.compare_panel.a.set_algorithms(offered, chosen)
+        self.compare_panel.b.set_algorithms(offered, chosen)
         self.algorithm_notes.value = '<div class="al-note">' + "<br>".join(notes) + "</div>" if notes else ""
         if not usable_names:
             self.show_error(
@@ -304,12 +341,35 @@ class Dashboard:
         raise ValueError("no usable algorithm is selected (see the notes under the algorithm buttons)")
 
     def _options(self, kind: str) -> dict:
-        return {
+        modes = MODES_FOR[QueryKind(kind)]
+        choice = MODE_CHOICES.index(self.mode.value)
+        if choice >= len(modes):
+            raise ValueError(
+                f"{self.mode.value} search needs a text query: pick same modality, cross-modal or fused "
+                "to search by an image or a 3D model"
+            )
+        options: dict[str, Any] = {
             "algorithm": self.algorithm,
-            "mode": MODES_FOR[QueryKind(kind)][MODE_CHOICES.index(self.mode.value)].value,
+            "mode": modes[choice].value,
             "top_k": self.top_k.value,
             "high_quality_only": self.high_quality.value,
+            "facets": True,
         }
+        if kind == "text":
+            options["filters"] = self.filters.as_api()
+        else:
+            options.update(self.filters.as_query())
+        return options
+
+    def _refilter(self) -> None:
+        """A filter changed: search the last query again with it."""
+        if self._last_query is None:
+            return
+        what, query = self._last_query
+        if what == "text":
+            self.search_text(force=True)
+        else:
+            self.search_upload(*query)
 
     # -- searching --------------------------------------------------------------------------------
     @shown_errors
@@ -330,6 +390,7 @@ class Dashboard:
         if force and self._last_search[0] == key and time.monotonic() - self._last_search[1] < 1.0:
             return
         self._last_search = (key, time.monotonic())
+        self._last_query = ("text", text)
         language = detect_language(text)
         self.language_label.value = (
             f'<span class="al-sub">detected: {LANGUAGE_TITLES.get(Language(language), language)}</span>'
@@ -358,6 +419,7 @@ class Dashboard:
             self.query_preview.value = data
             self.query_preview.layout.display = "block"
         self._last_search = (None, 0.0)
+        self._last_query = ("upload", (kind, name, data))
         self._busy(True, "rendering the model and searching…" if kind == "model" else "searching…")
         started = time.perf_counter()
         response = self.client.search_upload(kind, name, data, **self._options("image"))
@@ -376,9 +438,17 @@ class Dashboard:
         self.last_response = response
         self.results = response["results"]
         thumbs = self.client.fetch_many([hit["thumbnail_url"] or "" for hit in self.results])
-        self.grid.children = [
-            self._card(i, hit, thumb) for i, (hit, thumb) in enumerate(zip(self.results, thumbs, strict=True))
+        text_query = self._last_query is not None and self._last_query[0] == "text"
+        judge = self.judge if text_query else None  # a judgment belongs to a query's words
+        self.cards = [
+            ResultCard(i, hit, thumb, self.select, judge)
+            for i, (hit, thumb) in enumerate(zip(self.results, thumbs, strict=True))
         ]
+        self.grid.children = [card.widget for card in self.cards]
+        self.marks = self._stored_marks() if text_query else {}
+        self._show_marks()
+        self.filters.show_facets(response.get("facets"), response.get("candidates", 0))
+        self._show_downloads()
         self.selected = None
         if self.results:
             self.select(0)  # before the status line, which tells a watcher (or a test) that all is shown
@@ -390,11 +460,13 @@ class Dashboard:
             if k.endswith("_ms") and not (k == "queue_ms" and v < 0.5)
         ]
         language = response.get("language")
+        filtered = " · filtered" if response.get("filters") else ""
         self.status.value = (
             f'<div class="al-status"><b>{len(self.results)} results</b> for {html.escape(what)} in '
             f"{seconds * 1000:.0f} ms ({', '.join(parts)}) · {html.escape(response['encoder'])} · "
             f"{MODE_TITLES[Mode(response['mode'])]}"
             + (f" · {LANGUAGE_TITLES.get(Language(language), language)}" if language else "")
+            + filtered
             + "</div>"
         )
         log.info(
@@ -406,29 +478,74 @@ class Dashboard:
             seconds * 1000,
         )
         if not self.results:
-            self.status.value += box("nothing matched; try another wording, mode or algorithm", "al-sub")
+            hint = "remove a filter, or try" if self.filters.any else "try"
+            self.status.value += box(f"nothing matched; {hint} another wording, mode or algorithm", "al-sub")
 
-    def _card(self, index: int, hit: dict, thumb: bytes | None) -> w.Widget:
-        image: w.Widget = (
-            w.Image(
-                value=thumb, format="png", layout=w.Layout(width="100%", height="170px", object_fit="contain")
-            )
-            if thumb
-            else w.HTML(box("no render", "al-sub"), layout=w.Layout(height="170px"))
+    # -- judgments and downloads ------------------------------------------------------------------
+    def _mark(self, index: int, relevant: bool) -> dict:
+        """A judgment of result `index` of the shown text query, in the API's shape."""
+        response = self.last_response or {}
+        if self._last_query is None or self._last_query[0] != "text":
+            raise ValueError("only the results of a text query can be judged")
+        return {
+            "query": self._last_query[1],
+            "language": response.get("language") or "en",
+            "algorithm": response["algorithm"],
+            "mode": response["mode"],
+            "asset_id": self.results[index]["asset_id"],
+            "relevant": relevant,
+            "rank": index + 1,
+        }
+
+    def _stored_marks(self) -> dict[str, bool]:
+        """What was judged before for the shown query, algorithm, mode and language."""
+        response = self.last_response or {}
+        if self._last_query is None:
+            return {}
+        marks = self.client.judgments(self._last_query[1])
+        return {
+            m["asset_id"]: m["relevant"]
+            for m in marks
+            if (m["algorithm"], m["mode"], m["language"])
+            == (response.get("algorithm"), response.get("mode"), response.get("language") or "en")
+        }
+
+    @shown_errors
+    def judge(self, index: int, relevant: bool) -> None:
+        """Mark result `index` relevant or not; the same mark again takes it back."""
+        mark = self._mark(index, relevant)
+        asset = mark["asset_id"]
+        if self.marks.get(asset) is relevant:
+            self.client.unjudge(mark)
+            del self.marks[asset]
+        else:
+            self.client.judge(mark)
+            self.marks[asset] = relevant
+        self._show_marks()
+        self._show_downloads()
+        log.info("judged %s %s for %r", asset, self.marks.get(asset), mark["query"])
+
+    def _show_marks(self) -> None:
+        for card, hit in zip(self.cards, self.results, strict=True):
+            card.set_mark(self.marks.get(hit["asset_id"]))
+
+    def _show_downloads(self) -> None:
+        """Links to the shown results (with their marks) as files, and how many are judged."""
+        if not self.results:
+            self.downloads.value = ""
+            return
+        response = self.last_response or {}
+        text = self._last_query[1] if self._last_query and self._last_query[0] == "text" else "upload"
+        stem = f"assetlib-{safe_stem(str(text))}-{response.get('algorithm')}-{response.get('mode')}"
+        note = ""
+        if self.marks:
+            note = f"judged {len(self.marks)} of these: {sum(self.marks.values())} relevant"
+        self.downloads.value = (
+            '<div class="al-downloads">'
+            + result_downloads(self.results, stem, self.marks or None)
+            + (f' <span class="al-sub">· {html.escape(note)}</span>' if note else "")
+            + "</div>"
         )
-        view = f" · view {hit['matched_view']}" if hit.get("matched_view") is not None else ""
-        quality = " · ★ high quality" if hit.get("high_quality") else ""
-        text = w.HTML(
-            f'<div class="al-score">#{index + 1} · {hit["similarity"]:.3f}{view}</div>'
-            f'<div class="al-caption">{clamped(hit.get("caption_en"))}'
-            f"{clamped(hit.get('caption_cn'))}</div>"
-            f'<div class="al-meta">{html.escape(hit["asset_id"])}{quality}</div>'
-        )
-        button = w.Button(description="View in 3D", icon="cube", layout=w.Layout(width="100%"))
-        button.on_click(lambda _: self.select(index))
-        card = w.VBox([image, text, button], layout=w.Layout(width="auto"))
-        card.add_class("al-card")
-        return card
 
     @shown_errors
     def select(self, index: int) -> None:
@@ -459,7 +576,56 @@ class Dashboard:
         if not hit.get("model_url"):
             self.viewer.clear()
             raise ValueError(f"{hit['asset_id']} has no 3D model file; its views are shown instead")
+        if hit.get("model_source") == "remote":
+            # The browser loads it from the remote host itself; if it cannot, the viewer says why.
+            hint = (
+                f"Download it once with `assetlib library fetch-models --id {hit['asset_id']}` and the API "
+                "serves a local copy; its views are shown below."
+            )
+            self.viewer.show_url(hit["model_url"], hit["asset_id"], hint)
+            return
         self.viewer.show(self.client.fetch(hit["model_url"]), hit["asset_id"])
+
+    # -- comparison -------------------------------------------------------------------------------
+    @shown_errors
+    def compare(self, query: str | None = None) -> None:
+        """Search the comparison tab's query on both sides; two columns, overlap@k, who found what alone."""
+        panel = self.compare_panel
+        if query is not None:
+            self._quiet = True  # set by code: its observer must not compare a second time
+            panel.query.value = query
+            self._quiet = False
+        text = panel.query.value.strip()
+        if not text:
+            raise ValueError("type a query to compare first")
+        self._busy(True, "comparing…")
+        panel.summary.value = box("comparing…", "al-status")
+        answer = self.client.compare(
+            text,
+            panel.a.side(),
+            panel.b.side(),
+            top_k=self.top_k.value,
+            filters={**self.filters.as_api(), "high_quality": self.high_quality.value},
+        )
+        self.last_comparison = answer
+        both = set(answer["both"])
+        self.compare_cards = []
+        for column, head, side, alone in (
+            (panel.column_a, panel.head_a, "a", answer["only_a"]),
+            (panel.column_b, panel.head_b, "b", answer["only_b"]),
+        ):
+            results = answer[side]["results"]
+            thumbs = self.client.fetch_many([h["thumbnail_url"] or "" for h in results])
+            cards = [  # no buttons: this view is for reading the two lists against each other
+                ResultCard(i, h, t, None, None, "both" if h["asset_id"] in both else "only")
+                for i, (h, t) in enumerate(zip(results, thumbs, strict=True))
+            ]
+            column.children = [c.widget for c in cards]
+            head.value = side_heading(side.upper(), answer[side], len(alone))
+            self.compare_cards += cards
+        panel.summary.value = compare_summary(answer)
+        self._clear_error()
+        self.status.value = box(f"compared “{text}”", "al-status")
 
     # -- metrics ----------------------------------------------------------------------------------
     @shown_errors
@@ -477,6 +643,7 @@ class Dashboard:
                         "al-sub",
                     )
                 ),
+                *self._judged_section(),
                 *runs,
                 self.reload_metrics,
             ]
@@ -500,9 +667,41 @@ class Dashboard:
             ),
             w.HTML(metrics_table(report.rows)),
             *figures,
+            *self._judged_section(),
             *runs,
             self.reload_metrics,
         ]
+
+    def _judged_section(self) -> list[w.Widget]:
+        """Judged precision per algorithm and mode, and the judgments as downloads."""
+        try:
+            precision = self.client.judged_precision()
+        except ApiError as exc:
+            return [w.HTML(box(f"judgments unavailable: {exc}", "al-sub"))]
+        if not precision:
+            return [
+                w.HTML(
+                    box(
+                        "no judgments yet: mark results ✓ / ✗ on the Search tab to build an evaluation set",
+                        "al-sub",
+                    )
+                )
+            ]
+        links = " ".join(
+            download_link(self.client.judgments_export(fmt), f"assetlib-judged.{suffix}", media, label)
+            for fmt, suffix, media, label in (
+                ("csv", "csv", "text/csv", "CSV"),
+                ("rows", "json", "application/json", "JSON"),
+                ("glb-list", "txt", "text/plain", "GLB list"),
+            )
+        )
+        section = w.HTML(
+            '<div class="al-sub">judged results (your ✓ / ✗ marks; `assetlib evaluate --queries judged` '
+            f"evaluates every algorithm on them)</div>{judged_table(precision)}"
+            f'<div class="al-downloads"><span class="al-sub">download judgments</span> {links}</div>'
+        )
+        section.add_class("al-judged")
+        return [section]
 
 
 def latest_manifest(outputs: Path | None) -> dict | None:

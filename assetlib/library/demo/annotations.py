@@ -3,7 +3,7 @@
 So the demo's names, tags, licences, face counts and categories are read by the same readers as a
 real download. The demo's objects are generated here and are CC0; the licence codes are spread over
 Objaverse's codes, deterministically per asset, only so that the licence filter has something to do
-(the README and the library's `library.json` say so).
+(the README says so; like and view counts are made up the same way).
 """
 
 from __future__ import annotations
