@@ -89,7 +89,7 @@ def add_judgment_routes(app: FastAPI, get_service: Callable[[], SearchService]) 
 
     @app.get("/judgments", response_model=list[JudgmentOut], responses=ERRORS, tags=["judgments"])
     async def judgments(service: Service, query: str | None = None) -> list[JudgmentOut]:
-        """Every judgment, or those of one query, oldest first."""
+        """Every judgment, or those of one query, as results were shown: by query, algorithm, mode, rank."""
 
         def read() -> list[Judgment]:
             with service.db.connection() as conn:
