@@ -23,7 +23,7 @@ from fastapi.responses import FileResponse, Response
 from assetlib import __version__
 from assetlib.config import Settings, load_settings
 from assetlib.faces.api.errors import install_error_handlers
-from assetlib.faces.api.export import EXPORT_CONTENT, ExportFormat, export_response
+from assetlib.faces.api.export import ExportFormat, export_content, export_response
 from assetlib.faces.api.judgments import add_judgment_routes
 from assetlib.faces.api.schemas import (
     ERRORS,
@@ -226,8 +226,12 @@ def create_app(settings: Settings | None = None, service: SearchService | None =
 
     Service = Annotated[SearchService, Depends(get_service)]
 
+    # No response_model: with `format` the 200 is the SearchResponse, or rows, CSV or a GLB list.
     @app.post(
-        "/search/text", response_model=SearchResponse, responses={**ERRORS, **EXPORT_CONTENT}, tags=["search"]
+        "/search/text",
+        response_model=None,
+        responses={**ERRORS, **export_content({"$ref": "#/components/schemas/SearchResponse"})},
+        tags=["search"],
     )
     async def search_text(
         body: TextQuery, request: Request, service: Service, format: ExportFormat = ExportFormat.JSON

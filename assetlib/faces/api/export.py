@@ -8,15 +8,24 @@ from fastapi.responses import Response
 
 from assetlib.faces.result_files import ExportFormat, export_file
 
-__all__ = ["EXPORT_CONTENT", "ExportFormat", "export_response"]
+__all__ = ["ExportFormat", "export_content", "export_response"]
 
-# The answers a route with `format` can give, for its OpenAPI document.
-EXPORT_CONTENT: dict[int | str, dict] = {
-    200: {
-        "description": "the results (json), or a download: csv, rows (JSON list), glb-list (text)",
-        "content": {"application/json": {}, "text/csv": {}, "text/plain": {}},
+ROWS_SCHEMA: dict = {"type": "array", "items": {"type": "object"}, "description": "format=rows"}
+
+
+def export_content(json_schema: dict) -> dict[int | str, dict]:
+    """The 200 answers of a route with `format`, for its OpenAPI document: JSON (the response itself, or
+    the rows), CSV, or the GLB list as text."""
+    return {
+        200: {
+            "description": "the results (json), or a download: csv, rows (JSON list), glb-list (text)",
+            "content": {
+                "application/json": {"schema": {"anyOf": [json_schema, ROWS_SCHEMA]}},
+                "text/csv": {"schema": {"type": "string"}},
+                "text/plain": {"schema": {"type": "string"}},
+            },
+        }
     }
-}
 
 
 def export_response(

@@ -12,7 +12,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 
 from assetlib.evaluation.queries import judged_query_set
-from assetlib.faces.api.export import EXPORT_CONTENT, ExportFormat, export_response
+from assetlib.faces.api.export import ExportFormat, export_content, export_response
 from assetlib.faces.api.schemas import ERRORS, JudgmentIn, JudgmentOut
 from assetlib.library.remote_models import local_model, remote_model_url
 from assetlib.search.service import SearchService
@@ -128,7 +128,9 @@ def add_judgment_routes(app: FastAPI, get_service: Callable[[], SearchService]) 
 
         return await run_in_threadpool(read)
 
-    @app.get("/judgments/export", responses={**ERRORS, **EXPORT_CONTENT}, tags=["judgments"])
+    @app.get(
+        "/judgments/export", responses={**ERRORS, **export_content({"type": "object"})}, tags=["judgments"]
+    )
     async def export(
         request: Request, service: Service, format: ExportFormat = ExportFormat.CSV, query: str | None = None
     ) -> Response:
