@@ -45,7 +45,7 @@ class Mode(StrEnum):
     IMAGE_TO_IMAGE = "image_to_image"
     IMAGE_TO_TEXT = "image_to_text"
     FUSED = "fused"
-    KEYWORD = "keyword"  # words, not vectors: full-text search (English), trigrams (Chinese)
+    KEYWORD = "keyword"  # words, not vectors: full text (English words, Chinese character pairs)
     HYBRID = "hybrid"  # keyword and the algorithm's vector rankings, fused by reciprocal rank
 
 

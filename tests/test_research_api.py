@@ -23,7 +23,7 @@ from assetlib.search.service import SearchService
 from assetlib.store.db import Database
 from assetlib.store.facets import face_bucket
 from assetlib.store.filters import SearchFilters
-from assetlib.store.keyword import explain_keyword
+from assetlib.store.keyword import chinese_terms, explain_keyword
 from assetlib.store.load import load_catalog
 
 
@@ -140,6 +140,22 @@ def test_keyword_search_finds_assets_by_their_words(world, query, language):
     )
 
 
+def test_a_chinese_keyword_query_matches_a_caption_that_words_it_differently(world):
+    """Characters pairs, not whole-query trigrams: 红色的木椅子 finds 金属质感的红色椅子 (a word between)."""
+    base, assets, _ = world
+    red_chairs = {
+        a.asset_id for a in assets if a.attributes["category"] == "chair" and "红色" in (a.caption_cn or "")
+    }
+    data = httpx.post(
+        f"{base}/search/text", json={"query": "一把红色的木椅子", "mode": "keyword", "top_k": 5}
+    ).json()
+    assert data["language"] == "zh" and data["results"]
+    if red_chairs:
+        assert data["results"][0]["asset_id"] in red_chairs
+    assert all(0 < h["similarity"] <= 1 for h in data["results"])
+    assert chinese_terms("红色的 chair 椅") == ["红色", "色的", "椅", "chair"]
+
+
 def test_hybrid_fuses_keyword_with_the_vector_rankings(world):
     base, _assets, _ = world
     data = httpx.post(
@@ -154,8 +170,8 @@ def test_hybrid_fuses_keyword_with_the_vector_rankings(world):
 
 
 def test_keyword_statements_are_served_by_their_gin_indexes(db):
-    """EXPLAIN on 6,000 catalog rows: full text through assets_words_en_idx, Chinese trigrams through
-    assets_words_trgm_idx."""
+    """EXPLAIN on 6,000 catalog rows: English full text through assets_words_en_idx, Chinese character
+    pairs through assets_words_zh_idx."""
     assets = [
         replace(a, name=f"model {i}", tags=("chair",) if i % 50 == 0 else ("plant",))
         for i, a in enumerate(make_assets(6000))
@@ -170,7 +186,7 @@ def test_keyword_statements_are_served_by_their_gin_indexes(db):
         english = explain_keyword(conn, "a chair for one person", "en", 10)
         chinese = explain_keyword(conn, "红色椅子", "zh", 10)
     assert "Bitmap Index Scan on assets_words_en_idx" in english, english
-    assert "Bitmap Index Scan on assets_words_trgm_idx" in chinese, chinese
+    assert "Bitmap Index Scan on assets_words_zh_idx" in chinese, chinese
 
 
 def test_compare_reports_overlap_and_what_each_found_alone(world):

@@ -326,7 +326,7 @@ class SearchService:
         return SearchResult(
             [_hit(h, h.score, (Mode.KEYWORD.value,)) for h in found[:k]],
             Mode.KEYWORD.value,
-            "keyword (PostgreSQL full text / trigrams)",
+            "keyword (PostgreSQL full text)",
             Mode.KEYWORD.value,
             language,
             {"db_ms": round(db_ms, 2)},

@@ -1,12 +1,15 @@
-"""Keyword search over captions, names, tags and categories: full text for English, trigrams for Chinese.
+"""Keyword search over captions, names, tags and categories: full text for English, character bigrams
+for Chinese.
 
-Both statements are written so their GIN indexes serve them (migration 3): `@@` on
-assetlib_words_en(...) for English, `<%` (word similarity) on assetlib_words_all(...) for Chinese,
-which has no word breaks for a full-text parser to use.
+Both statements are written so their GIN indexes serve them (migration 3): `@@` on the stored
+`words_en` (assetlib_words_en) for English; for Chinese, which has no word breaks for a parser to use,
+`@@` on the stored `words_zh` (assetlib_words_zh: the text's characters and adjacent-character pairs
+as lexemes), asked for the query's pairs (any of them), ranked by the share of them an asset holds.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import psycopg
@@ -15,12 +18,20 @@ from psycopg import sql
 from assetlib.store.filters import NO_FILTERS, SearchFilters
 from assetlib.store.knn import HIT_CATALOG_COLUMNS, StoreHit, hits_from_rows
 
-# How much of a Chinese query's trigrams a caption must hold somewhere (pg_trgm's word similarity;
-# its default 0.6 drops most two-character words inside a longer caption).
-WORD_SIMILARITY_THRESHOLD = 0.3
+_EN_DOC = "a.words_en"  # assetlib_words_en(caption_en, name, tags, categories), stored
+_ZH_DOC = "a.words_zh"  # assetlib_words_zh(caption_cn, caption_en, name, tags, categories), stored
+_CJK_RUN = re.compile("[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+")
+_LATIN_WORD = re.compile("[A-Za-z0-9]+")
 
-_EN_DOC = "assetlib_words_en(a.caption_en, a.name, a.tags, a.categories)"
-_ALL_DOC = "assetlib_words_all(a.caption_cn, a.caption_en, a.name, a.tags)"
+
+def chinese_terms(text: str) -> list[str]:
+    """A Chinese query's lexemes, as assetlib_words_zh indexes captions: each run of Chinese characters
+    as its adjacent pairs (a lone character as itself), and Latin words lower-cased; in order, once."""
+    terms: list[str] = []
+    for run in _CJK_RUN.findall(text):
+        terms += [run] if len(run) == 1 else [run[i : i + 2] for i in range(len(run) - 1)]
+    terms += [word.lower() for word in _LATIN_WORD.findall(text)]
+    return list(dict.fromkeys(terms))
 
 
 def _where(filters: SearchFilters, first: str) -> sql.Composable:
@@ -33,8 +44,13 @@ def _where(filters: SearchFilters, first: str) -> sql.Composable:
 def keyword_sql(language: str, filters: SearchFilters = NO_FILTERS) -> sql.Composed:
     """The keyword statement for a language: matches through the index, best rank first, then k."""
     if language == "zh":
-        match = f"%(text)s <%% {_ALL_DOC}"  # <%: word similarity above the threshold
-        score = f"word_similarity(%(text)s, {_ALL_DOC})"
+        # Any of the query's pairs (OR). ts_rank of lexemes without positions grows with the number
+        # matched; divided by the rank of a text holding them all it is the share matched, in (0, 1].
+        match = f"{_ZH_DOC} @@ %(tsquery)s::tsquery"
+        score = (
+            f"ts_rank({_ZH_DOC}, %(tsquery)s::tsquery) "
+            "/ ts_rank(array_to_tsvector(%(terms)s::text[]), %(tsquery)s::tsquery)"
+        )
         source = sql.SQL("assets a")
     else:
         # Any of the query's words (OR), ranked by cover density, normalised to [0, 1) (flag 32):
@@ -56,30 +72,33 @@ def keyword_sql(language: str, filters: SearchFilters = NO_FILTERS) -> sql.Compo
     )
 
 
-def _params(text: str, k: int, filters: SearchFilters) -> dict[str, Any]:
-    return {"text": text.lower(), "k": k, **filters.params()}
+def _params(text: str, language: str, k: int, filters: SearchFilters) -> dict[str, Any]:
+    params: dict[str, Any] = {"text": text.lower(), "k": k, **filters.params()}
+    if language == "zh":
+        terms = chinese_terms(text)
+        params["terms"] = terms
+        # Lexemes are Chinese characters or [a-z0-9] words: nothing in them needs quoting.
+        params["tsquery"] = " | ".join(f"'{t}'" for t in terms) or "''"
+    return params
 
 
-def _run(conn: psycopg.Connection, statement: sql.Composed, language: str, params: dict) -> list[tuple]:
+def _run(conn: psycopg.Connection, statement: sql.Composed, params: dict) -> list[tuple]:
     with conn.transaction():
-        if language == "zh":
-            # The planner prices `<%` like a cheap filter and scans the table; each row's word
-            # similarity costs ~14 µs (85 ms at 6k rows, ~14 s at a million), the trigram index
-            # a few ms: keep it on the index.
-            conn.execute(
-                f"SET LOCAL pg_trgm.word_similarity_threshold = {WORD_SIMILARITY_THRESHOLD}; "
-                "SET LOCAL enable_seqscan = off"
-            )
+        # The planner prices a GIN bitmap scan for an OR of words high and picks a scan of the whole
+        # table instead; measured on 40,000 catalog rows: 13.2 ms sequential, 7.7 ms through the index
+        # (3.0 ms for one word), and the gap grows with the table. Keep keyword search on its index.
+        conn.execute("SET LOCAL enable_seqscan = off")
         return conn.execute(statement, params).fetchall()
 
 
 def keyword_search(
     conn: psycopg.Connection, text: str, language: str, k: int, filters: SearchFilters = NO_FILTERS
 ) -> list[StoreHit]:
-    """The k assets whose words best match `text` (English: any word, stemmed; Chinese: trigrams)."""
+    """The k assets whose words best match `text` (English: any word, stemmed; Chinese: character
+    pairs)."""
     if k < 1:
         raise ValueError(f"k must be at least 1, got {k}")
-    return hits_from_rows(_run(conn, keyword_sql(language, filters), language, _params(text, k, filters)))
+    return hits_from_rows(_run(conn, keyword_sql(language, filters), _params(text, language, k, filters)))
 
 
 def explain_keyword(
@@ -87,4 +106,4 @@ def explain_keyword(
 ) -> str:
     """EXPLAIN (ANALYZE) of the keyword statement, to check its GIN index is used."""
     statement = sql.SQL("EXPLAIN (ANALYZE, COSTS OFF) ") + keyword_sql(language, filters)
-    return "\n".join(r[0] for r in _run(conn, statement, language, _params(text, k, filters)))
+    return "\n".join(r[0] for r in _run(conn, statement, _params(text, language, k, filters)))

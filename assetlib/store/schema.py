@@ -71,7 +71,6 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         3,
         "asset metadata (names, licences, categories, counts), keyword indexes, relevance judgments",
         """
-        CREATE EXTENSION IF NOT EXISTS pg_trgm;
         ALTER TABLE assets
             ADD COLUMN name         text,
             ADD COLUMN license      text,
@@ -91,14 +90,39 @@ MIGRATIONS: list[tuple[int, str, str]] = [
                                          || array_to_string(categories, ' ')), 'A')
                    || setweight(to_tsvector('english'::regconfig, coalesce(caption, '')), 'B')
         $$;
-        CREATE FUNCTION assetlib_words_all(caption_cn text, caption_en text, name text, tags text[])
-            RETURNS text LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
-            SELECT lower(concat_ws(' ', caption_cn, name, array_to_string(tags, ' '), caption_en))
+        -- Chinese has no spaces for a parser to split words at, and character trigrams miss a caption
+        -- that puts a word between the query's (红色的椅子 / 红色椅子): index every character and
+        -- every pair of adjacent characters instead (CJK bigrams, as Lucene's CJK analyser does),
+        -- with the Latin words beside them, so a query's bigrams are looked up like words.
+        -- (One function, calling only pg_catalog: index builds run with a search_path of pg_catalog.)
+        CREATE FUNCTION assetlib_words_zh(caption_cn text, caption_en text, name text, tags text[],
+                                          categories text[])
+            RETURNS tsvector LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+            WITH words(t) AS (
+                SELECT concat_ws(' ', caption_cn, name, array_to_string(tags, ' '),
+                                 array_to_string(categories, ' '), caption_en)
+            )
+            SELECT array_to_tsvector(coalesce(array_agg(DISTINCT tok), '{}')) FROM (
+                SELECT substr(m[1], i, w.n) AS tok
+                  FROM words,
+                       regexp_matches(words.t, '([\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+)', 'g') AS m,
+                       generate_series(1, char_length(m[1])) AS i, (VALUES (1), (2)) AS w(n)
+                 WHERE i + w.n - 1 <= char_length(m[1])
+                UNION ALL
+                SELECT lower(m[1]) FROM words, regexp_matches(words.t, '([A-Za-z0-9]+)', 'g') AS m
+            ) found
         $$;
-        CREATE INDEX assets_words_en_idx ON assets
-            USING gin (assetlib_words_en(caption_en, name, tags, categories));
-        CREATE INDEX assets_words_trgm_idx ON assets
-            USING gin (assetlib_words_all(caption_cn, caption_en, name, tags) gin_trgm_ops);
+        -- Stored, not only indexed: ranking reads each match's words, which an index expression
+        -- would compute again per row (seconds when a common word matches 100k assets).
+        ALTER TABLE assets
+            ADD COLUMN words_en tsvector
+                GENERATED ALWAYS AS (assetlib_words_en(caption_en, name, tags, categories)) STORED,
+            ADD COLUMN words_zh tsvector
+                GENERATED ALWAYS AS (
+                    assetlib_words_zh(caption_cn, caption_en, name, tags, categories)
+                ) STORED;
+        CREATE INDEX assets_words_en_idx ON assets USING gin (words_en);
+        CREATE INDEX assets_words_zh_idx ON assets USING gin (words_zh);
         -- Filters: any-of over arrays, equality on the licence, ranges on face counts.
         CREATE INDEX assets_categories_idx ON assets USING gin (categories);
         CREATE INDEX assets_lvis_idx ON assets USING gin (lvis);

@@ -130,7 +130,7 @@ class Dashboard:
                 "text → captions, image → renders",
                 "text → renders, image → captions",
                 "both, combined by reciprocal rank fusion",
-                "words in captions, names and tags (full text; trigrams for Chinese) — text only",
+                "words in captions, names and tags (full text; character pairs for Chinese) — text only",
                 "keyword and this algorithm's vectors, fused by reciprocal rank — text only",
             ],
             style={"button_width": "auto"},
