@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import ipywidgets as w
 
@@ -559,6 +560,12 @@ class Dashboard:
             + (f" · objaverse {html.escape(hit['objaverse_id'])}" if hit.get("objaverse_id") else "")
             + f'</div><div class="al-caption">{html.escape(hit.get("caption_en") or "")}<br>'
             f"{html.escape(hit.get('caption_cn') or '')}</div>"
+            + (
+                f'<div class="al-meta">model from {html.escape(urlsplit(hit["model_url"]).netloc)} '
+                "(not on this machine)</div>"
+                if hit.get("model_source") == "remote" and hit.get("model_url")
+                else ""
+            )
         )
         views = self.client.fetch_many(hit.get("view_urls", []))
         strip = []
