@@ -20,7 +20,7 @@ from pydantic import (
 )
 
 from assetlib.model_specs import qwen_model_spec
-from assetlib.vocab import MAX_TOP_K, ImageLayout, VectorStorage
+from assetlib.vocab import MAX_INDEX_DIMS, MAX_TOP_K, ImageLayout, VectorStorage
 
 # The source checkout assetlib runs from: notebooks/, outputs/ and node_modules/ live beside the package.
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -28,6 +28,10 @@ SOURCE_TREE = PACKAGE_DIR.parent
 
 # Keys of a params YAML that belong to the pipeline runner, not to Settings.
 RUNNER_KEYS = frozenset({"stages", "run"})
+
+# The output dimension of the published Qwen3-VL-Embedding checkpoints (their text hidden size), so
+# that a configuration that cannot be stored is refused before their weights are downloaded.
+QWEN3VL_DIMS = {"Qwen/Qwen3-VL-Embedding-2B": 2048, "Qwen/Qwen3-VL-Embedding-8B": 4096}
 
 
 def trained_model_dir(home: Path, name: str, algorithm: str = "siglip") -> Path:
@@ -163,6 +167,28 @@ class Settings(BaseModel):
         default=None, description="local folder published at QWEN_IMAGE_URL_BASE (the render root)"
     )
     dashscope_base_url: str | None = Field(default=None, description="unset = DashScope's own endpoint")
+    qwen3vl_model: str = Field(
+        default="Qwen/Qwen3-VL-Embedding-2B",
+        min_length=1,
+        description="Qwen3-VL-Embedding run here: a hub id (2B or 8B) or a local directory",
+    )
+    qwen3vl_dimension: int | None = Field(
+        default=None,
+        ge=64,
+        le=4096,
+        description="Matryoshka truncation (renormalised); unset = the model's own (2B 2048, 8B 4096: "
+        "over halfvec's 4000, so the 8B needs one)",
+    )
+    qwen3vl_num_images: int = Field(
+        default=8, ge=1, le=8, description="views fused into one Qwen3-VL-Embedding input per asset"
+    )
+    qwen3vl_batch_tokens: int = Field(
+        default=16_384,
+        ge=256,
+        le=1_000_000,
+        description="Qwen3-VL-Embedding: tokens per forward pass (padded length × inputs); an input "
+        "longer than this goes alone",
+    )
     embedding_shard_size: int = Field(default=256, ge=1, le=100_000, description="assets per shard")
 
     # Query encoding, chosen by benchmarks/api_bench.py (README "Serving under load").
@@ -256,6 +282,7 @@ class Settings(BaseModel):
         "db_password",
         "max_assets",
         "qwen_dimension",
+        "qwen3vl_dimension",
         "qwen_image_url_base",
         "qwen_image_root",
         "dashscope_base_url",
@@ -292,6 +319,20 @@ class Settings(BaseModel):
             spec.check_dimension(self.qwen_dimension)
         except ValueError as exc:
             raise ValueError(f"QWEN_DIMENSION: {exc}") from None
+        return self
+
+    @model_validator(mode="after")
+    def _a_storable_qwen3vl_dimension(self) -> Settings:
+        # pgvector indexes `vector` up to 2,000 dimensions and `halfvec` up to 4,000. Checked here
+        # when the user chose the model or the dimension; the defaults of an algorithm not in use
+        # never fail start-up (the registry reports them unusable, with this reason, instead).
+        if not {"qwen3vl_model", "qwen3vl_dimension"} & self.model_fields_set:
+            return self
+        problem = qwen3vl_dimension_problem(
+            self.qwen3vl_dimension, QWEN3VL_DIMS.get(self.qwen3vl_model), self.vector_storage
+        )
+        if problem:
+            raise ValueError(f"QWEN3VL_DIMENSION: {problem}")
         return self
 
     @field_validator("model_url_template")
@@ -354,6 +395,25 @@ class Settings(BaseModel):
                 value = str(value)
             out[name] = value
         return out
+
+
+def qwen3vl_dimension_problem(
+    dimension: int | None, model_dim: int | None, storage: VectorStorage | str
+) -> str | None:
+    """Why a Qwen3-VL-Embedding dimension cannot be used (None when it can): over the model's own
+    (Matryoshka only truncates) or over what pgvector indexes for the storage type."""
+    limit = MAX_INDEX_DIMS[VectorStorage(storage)]
+    if dimension is not None and model_dim is not None and dimension > model_dim:
+        return f"{dimension} is more than the model's {model_dim} dimensions (it can only be truncated)"
+    wanted = dimension if dimension is not None else model_dim
+    if wanted is not None and wanted > limit:
+        what = f"{wanted}" if dimension is not None else f"the model's own {wanted}"
+        other = "; or VECTOR_STORAGE=halfvec (up to 4000)" if storage == VectorStorage.VECTOR else ""
+        return (
+            f"pgvector indexes {VectorStorage(storage).value} up to {limit} dimensions, not {what}: set "
+            f"QWEN3VL_DIMENSION to at most {limit} (Matryoshka truncation, renormalised){other}"
+        )
+    return None
 
 
 def setting_default(field: str) -> Any:

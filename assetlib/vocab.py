@@ -18,6 +18,7 @@ class Algorithm(StrEnum):
     QWEN = "qwen"
     E5 = "e5"
     E5LIT = "e5lit"  # frozen e5 text + an image tower trained into its space (LiT-style)
+    QWEN3VL = "qwen3vl"  # Qwen3-VL-Embedding on this machine (transformers): views fused in one input
 
 
 def parse_algorithm(spec: str) -> tuple[Algorithm, str]:
@@ -195,6 +196,10 @@ class VectorStorage(StrEnum):
 
     VECTOR = "vector"
     HALFVEC = "halfvec"
+
+
+# The most dimensions pgvector 0.8 indexes (HNSW and IVFFlat alike) per column type.
+MAX_INDEX_DIMS: dict[VectorStorage, int] = {VectorStorage.VECTOR: 2000, VectorStorage.HALFVEC: 4000}
 
 
 # -- limits ----------------------------------------------------------------------------------------------

@@ -80,13 +80,14 @@ def hub_offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
 
 
-def fetch_instructions(hub_id: str) -> str:
-    """How to get a hub model onto this machine, for error messages."""
+def fetch_instructions(hub_id: str, setting: str = "SIGLIP_MODEL") -> str:
+    """How to get a hub model onto this machine, for error messages (`setting` names the model)."""
     cache = hub_cache() or "~/.cache/huggingface/hub"
     return (
-        f"fetch it with `assetlib models fetch {hub_id}` on a machine with hub access (it goes to the "
-        f"Hugging Face cache, {cache}; copy that folder here, or set HF_HUB_CACHE to it), or point "
-        "SIGLIP_MODEL at a local directory with the weights; set HF_HUB_OFFLINE=1 where there is no hub"
+        f"fetch it with `assetlib models fetch {hub_id}` (or `huggingface-cli download {hub_id}`) on a "
+        f"machine with hub access (it goes to the Hugging Face cache, {cache}; copy that folder here, "
+        f"or set HF_HUB_CACHE to it), or point {setting} at a local directory with the weights; set "
+        "HF_HUB_OFFLINE=1 where there is no hub"
     )
 
 
@@ -164,8 +165,9 @@ def content_hash(folder: Path) -> str:
     return digest.hexdigest()
 
 
-def resolve(source: str, allow_download: bool = True) -> ResolvedModel:
-    """A model source as a local folder and its identity: a directory, a cached hub id, or a download."""
+def resolve(source: str, allow_download: bool = True, setting: str = "SIGLIP_MODEL") -> ResolvedModel:
+    """A model source as a local folder and its identity: a directory, a cached hub id, or a download
+    (`setting` is the setting that names it, for the message saying how to get it)."""
     if is_local(source):
         folder = Path(source).expanduser()
         if not (folder / "config.json").is_file():
@@ -178,7 +180,7 @@ def resolve(source: str, allow_download: bool = True) -> ResolvedModel:
             state = "HF_HUB_OFFLINE is set" if hub_offline() else "downloads are off here"
             raise EncoderUnavailable(
                 f"weights for {source} are not in the Hugging Face cache and {state}: "
-                f"{fetch_instructions(source)}"
+                f"{fetch_instructions(source, setting)}"
             )
         snapshot = download(source)
     return ResolvedModel(source, snapshot, snapshot.name, hub_id=source)

@@ -215,6 +215,82 @@ def _e5lit_load(model: str, settings: Settings) -> Encoder:
     return E5LitEncoder(model, batch_size=settings.embedding_batch_size, text=text)
 
 
+# -- Qwen3-VL-Embedding (local) ----------------------------------------------------------------------
+def _qwen3vl_folder(model: str) -> tuple[Path | None, str | None]:
+    """The checkpoint's folder (a directory, or the cached snapshot of a hub id), or why there is none.
+    Never downloads: the weights are gigabytes, fetched on purpose."""
+    from assetlib.encoders import hub
+
+    if hub.is_local(model):
+        path = Path(model).expanduser()
+        if not path.is_dir():
+            return None, f"model directory {path} does not exist or is not a directory"
+        if not (path / "config.json").is_file():
+            return None, f"{path} has no config.json"
+        return path, None
+    try:
+        cached = hub.cached_snapshot(model)
+    except EncoderUnavailable as exc:
+        return None, str(exc)
+    if cached is None:
+        return None, (
+            f"no weights for {model} in the Hugging Face cache: download them with "
+            f"`huggingface-cli download {model}` (or `assetlib models fetch {model}`), or point "
+            "QWEN3VL_MODEL at a local directory with them"
+        )
+    return cached, None
+
+
+def _qwen3vl_config(folder: Path) -> dict:
+    try:
+        return dict(json.loads((folder / "config.json").read_text(encoding="utf-8")))
+    except (OSError, ValueError):
+        return {}
+
+
+def _qwen3vl_unusable(model: str, settings: Settings) -> str | None:
+    from assetlib.config import qwen3vl_dimension_problem
+    from assetlib.encoders.qwen3vl import model_dim
+
+    folder, reason = _qwen3vl_folder(model)
+    if folder is None:
+        return reason
+    config = _qwen3vl_config(folder)
+    if config.get("model_type") != "qwen3_vl" or model_dim(config) is None:
+        return f"{model} is not a Qwen3-VL checkpoint (model_type {config.get('model_type')!r})"
+    return qwen3vl_dimension_problem(settings.qwen3vl_dimension, model_dim(config), settings.vector_storage)
+
+
+def _qwen3vl_describe(model: str, settings: Settings) -> tuple[int | None, tuple[str, ...], str]:
+    from assetlib.config import QWEN3VL_DIMS
+    from assetlib.encoders.qwen3vl import model_dim
+
+    folder, _ = _qwen3vl_folder(model)
+    full = model_dim(_qwen3vl_config(folder)) if folder else QWEN3VL_DIMS.get(model)
+    dim = settings.qwen3vl_dimension or full
+    cut = f"; Matryoshka-truncated to {dim} of {full} dims" if dim and full and dim < full else ""
+    note = (
+        f"Qwen3-VL-Embedding {model} on this machine: {settings.qwen3vl_num_images} views fused in one "
+        f"input per asset; queries carry an instruction{cut}" + ("" if folder else " (not downloaded)")
+    )
+    return dim, (Language.EN, Language.ZH), note
+
+
+def _qwen3vl_load(model: str, settings: Settings) -> Encoder:
+    reason = _qwen3vl_unusable(model, settings)
+    if reason:
+        raise EncoderUnavailable(f"qwen3vl: {reason}")
+    from assetlib.encoders.qwen3vl import Qwen3VLEncoder
+
+    return Qwen3VLEncoder(
+        model,
+        dimension=settings.qwen3vl_dimension,
+        storage=settings.vector_storage,
+        num_images=settings.qwen3vl_num_images,
+        batch_tokens=settings.qwen3vl_batch_tokens,
+    )
+
+
 # The table's order is how algorithms are listed. The dashboard's default is the algorithm the
 # latest evaluation found best for everyday phrasings (evaluation.report.best_for_natural_queries;
 # e5lit on the demo), else the first usable one here.
@@ -269,6 +345,18 @@ SPECS: dict[Algorithm, AlgorithmSpec] = {
             _e5lit_load,
             lambda s: "image tower trained",
         ),
+        AlgorithmSpec(
+            Algorithm.QWEN3VL,
+            "Qwen3-VL-Embedding (local)",
+            ("torch", "transformers"),
+            "ml",
+            ("text", "image"),
+            lambda s: s.qwen3vl_model,
+            _qwen3vl_unusable,
+            _qwen3vl_describe,
+            _qwen3vl_load,
+            lambda s: "weights found",
+        ),
     )
 }
 
@@ -277,7 +365,8 @@ _LOCK = threading.Lock()
 
 
 def parse_spec(spec: str, settings: Settings) -> tuple[Algorithm, str]:
-    """(algorithm, model) of 'siglip', 'siglip:<hub id or dir>', 'qwen:<model>', 'e5'; else ValueError."""
+    """(algorithm, model) of 'siglip', 'siglip:<hub id or dir>', 'qwen:<model>', 'e5', 'qwen3vl:<hub id
+    or dir>'; else ValueError."""
     algorithm, model = parse_algorithm(spec)
     return algorithm, model or SPECS[algorithm].default_model(settings)
 
@@ -325,6 +414,10 @@ def get_encoder(spec: str, settings: Settings) -> Encoder:
         settings.qwen_dimension,
         settings.qwen_num_images,
         settings.qwen_image_url_base,
+        settings.qwen3vl_dimension,
+        settings.qwen3vl_num_images,
+        settings.qwen3vl_batch_tokens,
+        settings.vector_storage,
         settings.dashscope_base_url,
         settings.dashscope_api_key.get_secret_value() if settings.dashscope_api_key else None,
     )
