@@ -58,7 +58,8 @@ def make_assets(n: int, views: int = 8, high_quality_every: int = 3, prefix: str
 
 @dataclass(frozen=True)
 class DemoWorld:
-    """A small demo library embedded with a tiny SigLIP, e5 and Qwen (a fake DashScope), in the store."""
+    """A small demo library embedded with a tiny SigLIP, e5, Qwen (a fake DashScope), an e5-aligned
+    tower and a tiny Qwen3-VL-Embedding, in the store."""
 
     tmp: Path
     assets: list[Asset]
@@ -90,16 +91,17 @@ def embedded_library(
     size: int,
     seed: int,
     prefix: str,
-    algorithms: tuple[str, ...] = ("siglip", "e5", "qwen", "e5lit"),
+    algorithms: tuple[str, ...] = ("siglip", "e5", "qwen", "e5lit", "qwen3vl"),
     **overrides: str,
 ):
-    """A small demo library embedded with a tiny SigLIP, e5, Qwen (through a fake DashScope) and a
-    tiny e5-aligned image tower trained on it.
+    """A small demo library embedded with a tiny SigLIP, e5, Qwen (through a fake DashScope), a
+    tiny e5-aligned image tower trained on it and a tiny random Qwen3-VL-Embedding (a directory,
+    unless `qwen3vl_model` says otherwise): every algorithm, so no request meets a 503.
 
     Returns (assets, settings); the settings point at the session's embedded server and a fresh
     database, and at the fake server for Qwen.
     """
-    from tiny_models import tiny_e5lit, tiny_siglip
+    from tiny_models import tiny_e5lit, tiny_qwen3vl, tiny_siglip
 
     from assetlib.embedding.local import embed_assets
     from assetlib.encoders.registry import get_encoder
@@ -115,6 +117,8 @@ def embedded_library(
     assets = read_library(LibrarySource.at(root)).assets
     if "e5lit" in algorithms and "e5lit_model" not in overrides:
         overrides["e5lit_model"] = str(tiny_e5lit(tmp / "tiny-e5lit", assets))
+    if "qwen3vl" in algorithms and "qwen3vl_model" not in overrides:
+        overrides["qwen3vl_model"] = str(tiny_qwen3vl(tmp / "tiny-qwen3vl"))
     settings = load_settings(
         environ={},
         home=str(home),

@@ -111,6 +111,7 @@ def test_health_assets_views_and_models(world):
         "e5:multilingual-e5-small",
         "qwen:tongyi-embedding-vision-plus@64",
         "e5lit:tiny-lit",
+        "qwen3vl:tiny-qwen3vl",
     }
     asset = assets[0]
     record = httpx.get(f"{base}/assets/{asset.asset_id}").json()
@@ -130,7 +131,7 @@ def test_health_assets_views_and_models(world):
         ({"query": ""}, "at least 1 character"),
         ({"query": "   \t "}, "the query is empty"),
         ({"query": "x" * 1001}, "at most 1000 characters"),
-        ({"query": "chair", "algorithm": "clip"}, "'siglip', 'qwen', 'e5' or 'e5lit'"),
+        ({"query": "chair", "algorithm": "clip"}, "'siglip', 'qwen', 'e5', 'e5lit' or 'qwen3vl'"),
         ({"query": "chair", "language": "french"}, "'auto', 'english' or 'chinese'"),
         (
             {"query": "chair", "mode": "image_to_image"},

@@ -123,6 +123,7 @@ def test_algorithms_options_and_their_errors(dash):
         "siglip": False,
         "qwen": False,
         "e5": False,
+        "qwen3vl": False,  # the world's tiny random Qwen3-VL-Embedding
     }
     dash.algorithm_buttons["qwen"].value = True
     assert dash.algorithm == "qwen" and not dash.algorithm_buttons["siglip"].value  # exactly one chosen

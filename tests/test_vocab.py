@@ -72,5 +72,9 @@ def test_algorithm_specs_parse_with_or_without_a_model():
         Algorithm.SIGLIP,
         "google/siglip2-base-patch16-naflex",
     )
-    with pytest.raises(ValueError, match="valid: siglip, qwen, e5"):
+    assert parse_algorithm("qwen3vl:Qwen/Qwen3-VL-Embedding-8B") == (
+        Algorithm.QWEN3VL,
+        "Qwen/Qwen3-VL-Embedding-8B",
+    )
+    with pytest.raises(ValueError, match="valid: siglip, qwen, e5, e5lit, qwen3vl"):
         parse_algorithm("clip")
