@@ -15,12 +15,10 @@ from assetlib.config import Settings, setting_default
 from assetlib.store.db import physical_memory, scalar
 from assetlib.store.layout import guard_alternatives
 from assetlib.store.schema import EncoderTables, SchemaError
-from assetlib.vocab import ImageLayout, VectorKind
+from assetlib.vocab import MAX_INDEX_DIMS, ImageLayout, VectorKind, VectorStorage
 
 log = logging.getLogger(__name__)
 
-# Index dimension limits of pgvector 0.8 (HNSW and IVFFlat alike).
-MAX_INDEX_DIMS = {"vector": 2000, "halfvec": 4000}
 OPCLASS = {"vector": "vector_cosine_ops", "halfvec": "halfvec_cosine_ops"}
 
 
@@ -206,11 +204,12 @@ def build_indexes(
     Caption tables get one partial index per language, so a language-filtered query is
     served by its own index instead of filtering another language's neighbours away.
     """
-    if tables.dim > MAX_INDEX_DIMS[tables.storage]:
+    limit = MAX_INDEX_DIMS[VectorStorage(tables.storage)]
+    if tables.dim > limit:
         raise SchemaError(
-            f"encoder {tables.name}: pgvector indexes {tables.storage} up to "
-            f"{MAX_INDEX_DIMS[tables.storage]} dimensions, this one has {tables.dim}; "
-            "use halfvec storage (VECTOR_STORAGE=halfvec) for up to 4000"
+            f"encoder {tables.name}: pgvector indexes {tables.storage} up to {limit} dimensions, "
+            f"this one has {tables.dim}; use halfvec storage (VECTOR_STORAGE=halfvec) for up to "
+            f"{MAX_INDEX_DIMS[VectorStorage.HALFVEC]}"
         )
     builds: list[IndexBuild] = []
     with conn.transaction():
