@@ -284,3 +284,31 @@ def test_search_end_to_end_through_the_api(hub, assetlib_home, tmp_path, fake_da
         found = service.search_images([load_rgb(p) for p in assets[4].view_paths], "qwen3vl", top_k=3)
         assert found.hits[0].asset_id == assets[4].asset_id and found.hits[0].score > 0.99
         assert found.layout == "asset" and found.encoder == f"qwen3vl:{REPO}"
+
+
+def test_fused_assets_are_embedded_a_chunk_at_a_time_and_a_bad_view_fails_only_its_asset(encoder, tmp_path):
+    """A local fused encoder's progress moves per chunk, and a corrupt view re-runs only its chunk."""
+    from dataclasses import replace
+
+    from conftest import make_assets
+
+    from assetlib.embedding.loader import StepTimes
+    from assetlib.embedding.shard_work import compute_rest, plan_shard
+    from assetlib.vocab import VectorKind
+
+    assets = []
+    for i, asset in enumerate(make_assets(5, views=3)):
+        paths = []
+        for v, image in enumerate(_views(3, seed=i)):
+            path = tmp_path / f"{i}-{v}.png"
+            image.save(path)
+            paths.append(path)
+        assets.append(replace(asset, view_paths=tuple(paths)))
+    assets[3].view_paths[1].write_bytes(b"\x89PNG\r\n\x1a\n not really")  # corrupt
+    work = plan_shard(tmp_path / "shards", 0, assets, encoder.info, per_view=False, languages=["en"])
+    ticks: list[int] = []
+    compute_rest(encoder, work, StepTimes(), tick=ticks.append, chunk=2)
+    assert ticks == [2, 2, 1]  # per chunk of assets, not once for the shard
+    assert [f.asset_id for f in work.failures] == [assets[3].asset_id]
+    fused = {r.asset_id for r in work.rows if r.kind is VectorKind.ASSET and r.key in work.vectors}
+    assert fused == {a.asset_id for a in assets} - {assets[3].asset_id}

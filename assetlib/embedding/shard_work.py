@@ -201,7 +201,7 @@ def compute_rest(
 ) -> None:
     """Everything the loader did not compute: captions, views of encoders without pixels, asset
     vectors (means of the views just computed, or the encoder's fused vectors, `chunk` assets per
-    call so that a slow remote encoder's progress shows)."""
+    call so that a slow encoder's progress shows)."""
     failed = work.failed_assets
     todo = [r for r in work.rows if r.key not in work.vectors and r.asset_id not in failed]
     by_kind: dict[tuple[VectorKind, str | None], list[Row]] = {}
@@ -215,7 +215,10 @@ def compute_rest(
             work.computed += len(work.vectors) - before
         failed = work.failed_assets
         group = [r for r in group if r.asset_id not in failed]
-        step = chunk if kind is VectorKind.ASSET and not encoder.info.local else max(1, len(group))
+        # Fused or remote asset vectors are slow per asset: `chunk` at a time, so that progress shows
+        # and a bad view re-runs its chunk row by row, not the whole shard.
+        slow = kind is VectorKind.ASSET and (encoder.info.fused_views or not encoder.info.local)
+        step = chunk if slow else max(1, len(group))
         for part in batches_of(group, step):
             started = time.perf_counter()
             _encode_isolating_failures(encoder, work, kind, language, part)
