@@ -182,6 +182,15 @@ def test_the_comparison_tab_shows_both_columns_and_what_each_found_alone(dash):
     panel.b.mode.value = "keyword"
     dash.compare()
     assert dash.last_comparison["b"]["mode"] == "keyword"
+    # Two layouts of one algorithm and mode.
+    panel.a.algorithm.value = panel.b.algorithm.value = "siglip"
+    panel.a.mode.value = panel.b.mode.value = "text_to_image"
+    panel.a.layout.value, panel.b.layout.value = "views", "asset"
+    dash.compare("a red chair")
+    assert dash.error.value == "", dash.error.value
+    answer = dash.last_comparison
+    assert (answer["a"]["layout"], answer["b"]["layout"]) == ("views", "asset")
+    assert "views" in panel.head_a.value and "asset" in panel.head_b.value
 
 
 def test_a_remote_model_goes_to_the_browser_by_url(remote_world, tmp_path):

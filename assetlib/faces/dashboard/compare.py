@@ -7,9 +7,16 @@ import html
 import ipywidgets as w
 
 from assetlib.faces.dashboard.html import box
-from assetlib.vocab import MODE_TITLES, Mode, TextMode
+from assetlib.vocab import MODE_TITLES, ImageLayout, Mode, TextMode
 
 TEXT_MODE_OPTIONS = [(MODE_TITLES[Mode(m)], m.value) for m in TextMode]
+# Image layouts a side may ask for ("": what the store serves best); captions and keywords ignore it.
+LAYOUT_OPTIONS = [
+    ("best layout", ""),
+    ("per-view max", ImageLayout.VIEWS.value),
+    ("pooled + re-rank", ImageLayout.POOLED.value),
+    ("one vector per asset", ImageLayout.ASSET.value),
+]
 
 
 class SidePicker:
@@ -20,8 +27,20 @@ class SidePicker:
         self.mode = w.Dropdown(
             options=TEXT_MODE_OPTIONS, value=mode, description="mode", layout=w.Layout(width="290px")
         )
+        self.layout = w.Dropdown(
+            options=LAYOUT_OPTIONS,
+            value="",
+            description="layout",
+            tooltip="how render vectors are searched (text → renders and fused only)",
+            layout=w.Layout(width="240px"),
+        )
         self.widget = w.HBox(
-            [w.HTML(f'<span class="al-side-title">{html.escape(title)}</span>'), self.algorithm, self.mode],
+            [
+                w.HTML(f'<span class="al-side-title">{html.escape(title)}</span>'),
+                self.algorithm,
+                self.mode,
+                self.layout,
+            ],
             layout=w.Layout(align_items="center"),
         )
         self.widget.add_class("al-row")
@@ -43,7 +62,10 @@ class SidePicker:
         """This side as the API's `a` / `b` object."""
         if not self.algorithm.value:
             raise ValueError("no usable algorithm to compare (see the notes on the Search tab)")
-        return {"algorithm": self.algorithm.value, "mode": self.mode.value}
+        side = {"algorithm": self.algorithm.value, "mode": self.mode.value}
+        if self.layout.value:
+            side["layout"] = self.layout.value
+        return side
 
 
 class ComparePanel:
@@ -83,11 +105,14 @@ class ComparePanel:
 
 
 def side_heading(title: str, response: dict, alone: int) -> str:
-    """A column's head: which side, what it searched, how many it found alone."""
+    """A column's head: which side, what it searched (and over which layout), how many it found alone."""
     mode = MODE_TITLES.get(Mode(response["mode"]), response["mode"])
+    layout = f" · {response['layout']}" if response.get("layout") else ""
+    count = len(response["results"])
     return (
         f'<div class="al-side-head"><b>{html.escape(title)}</b> · {html.escape(response["algorithm"])} · '
-        f"{html.escape(mode)} · {len(response['results'])} results, {alone} found only here</div>"
+        f"{html.escape(mode)}{html.escape(layout)} · {count} result{'' if count == 1 else 's'}, "
+        f"{alone} found only here</div>"
     )
 
 
