@@ -14,7 +14,6 @@ from collections.abc import AsyncIterator  # (no __future__ annotations: FastAPI
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import quote
 
 from fastapi import Depends, FastAPI, File, HTTPException, Query, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
@@ -25,6 +24,7 @@ from assetlib.config import Settings, load_settings
 from assetlib.faces.api.errors import install_error_handlers
 from assetlib.faces.api.export import ExportFormat, export_content, export_response
 from assetlib.faces.api.judgments import add_judgment_routes
+from assetlib.faces.api.links import asset_url, model_link
 from assetlib.faces.api.schemas import (
     ERRORS,
     NOT_FOUND,
@@ -79,28 +79,18 @@ def filters_from_query(
 QueryFilters = Annotated[Filters, Depends(filters_from_query)]
 
 
-def _asset_url(request: Request, asset_id: str, suffix: str = "") -> str:
-    return str(request.base_url).rstrip("/") + "/assets/" + quote(asset_id, safe="/") + suffix
-
-
-def _model(service: SearchService, request: Request, asset_id: str, h: Hit) -> tuple[str | None, str | None]:
-    """The model's URL and where it is: served here (the library's GLB or a fetched copy), else remote."""
-    if local_model(service.settings.home, h.glb_path, h.glb_relpath) is not None:
-        return _asset_url(request, asset_id, "/model"), "local"
-    url = remote_model_url(service.settings.model_url_template, h.glb_relpath, h.objaverse_uid)
-    return (url, "remote") if url else (None, None)
-
-
 def _response_body(request: Request, service: SearchService, result: SearchResult) -> SearchResponse:
     """The results in the REST contract's shape."""
 
     def hit(h: Hit) -> SearchHit:
-        views = [_asset_url(request, h.asset_id, f"/views/{i}") for i in range(h.view_count)]
+        views = [asset_url(request, h.asset_id, f"/views/{i}") for i in range(h.view_count)]
         thumb = None
         if views:
             matched = h.matched_view is not None and h.matched_view < len(views)
             thumb = views[h.matched_view] if matched and h.matched_view is not None else views[0]
-        model_url, model_source = _model(service, request, h.asset_id, h)
+        model_url, model_source = model_link(
+            service.settings, request, h.asset_id, h.glb_path, h.glb_relpath, h.objaverse_uid
+        )
         return SearchHit(
             asset_id=h.asset_id,
             similarity=round(h.score, 6),
@@ -399,15 +389,16 @@ def create_app(settings: Settings | None = None, service: SearchService | None =
         """An asset's catalog record with the URLs of its views and model."""
         record = await run_in_threadpool(_record, service, asset_id)
         record["view_urls"] = [
-            _asset_url(request, asset_id, f"/views/{i}") for i in range(len(record["view_paths"]))
+            asset_url(request, asset_id, f"/views/{i}") for i in range(len(record["view_paths"]))
         ]
-        if local_model(service.settings.home, record["glb_path"], record["glb_relpath"]) is not None:
-            record["model_url"], record["model_source"] = _asset_url(request, asset_id, "/model"), "local"
-        else:
-            remote = remote_model_url(
-                service.settings.model_url_template, record["glb_relpath"], record["objaverse_id"]
-            )
-            record["model_url"], record["model_source"] = remote, "remote" if remote else None
+        record["model_url"], record["model_source"] = model_link(
+            service.settings,
+            request,
+            asset_id,
+            record["glb_path"],
+            record["glb_relpath"],
+            record["objaverse_id"],
+        )
         record.pop("view_paths")
         record.pop("glb_path")
         return record

@@ -13,8 +13,8 @@ from fastapi.responses import Response
 
 from assetlib.evaluation.queries import judged_query_set
 from assetlib.faces.api.export import ExportFormat, export_content, export_response
+from assetlib.faces.api.links import model_link
 from assetlib.faces.api.schemas import ERRORS, JudgmentIn, JudgmentOut
-from assetlib.library.remote_models import local_model, remote_model_url
 from assetlib.search.service import SearchService
 from assetlib.store.catalog import asset_record
 from assetlib.store.judgments import (
@@ -31,24 +31,22 @@ def _judged_results(service: SearchService, request: Request, query: str | None)
     """The judged results as a search-response-shaped JSON body and their labels by asset."""
     with service.db.connection() as conn:
         marks = list_judgments(conn, query)
-        records = {m.asset_id: asset_record(conn, m.asset_id) for m in marks}
-    base = str(request.base_url).rstrip("/")
+        records = {a: asset_record(conn, a) for a in dict.fromkeys(m.asset_id for m in marks)}
     results: list[dict[str, Any]] = []
-    relevance: dict[str, bool] = {}
+    seen: set[str] = set()
     for mark in marks:
+        if mark.asset_id in seen:
+            continue  # one row per asset; its label is the latest mark (below)
+        seen.add(mark.asset_id)
         record = records.get(mark.asset_id) or {}
-        model_url: str | None
-        source: str | None
-        if local_model(service.settings.home, record.get("glb_path"), record.get("glb_relpath")):
-            model_url, source = f"{base}/assets/{mark.asset_id}/model", "local"
-        else:
-            model_url = remote_model_url(
-                service.settings.model_url_template, record.get("glb_relpath"), record.get("objaverse_uid")
-            )
-            source = "remote" if model_url else None
-        if mark.asset_id in relevance:
-            continue  # one row per asset; its label is the latest mark (set below)
-        relevance[mark.asset_id] = mark.relevant
+        model_url, source = model_link(
+            service.settings,
+            request,
+            mark.asset_id,
+            record.get("glb_path"),
+            record.get("glb_relpath"),
+            record.get("objaverse_uid"),
+        )
         results.append(
             {
                 "asset_id": mark.asset_id,
@@ -68,6 +66,7 @@ def _judged_results(service: SearchService, request: Request, query: str | None)
                 "mode": mark.mode,
             }
         )
+    relevance: dict[str, bool] = {}
     for mark in sorted(marks, key=lambda m: m.judged_at or datetime.min.replace(tzinfo=UTC)):
         relevance[mark.asset_id] = mark.relevant  # the latest mark wins
     return json.dumps({"results": results}, ensure_ascii=False, default=str), relevance
