@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import psycopg
@@ -46,6 +47,7 @@ from assetlib.vocab import (
 log = logging.getLogger(__name__)
 
 FACET_DEPTH = 200  # facets are counted over this many candidates (the results a filter chooses among)
+T = TypeVar("T")
 LAYOUT_TTL_S = 60.0  # how long the image layout chosen from the store's indexes is trusted
 
 
@@ -303,6 +305,17 @@ class SearchService:
         keyword = text if chosen is Mode.HYBRID else None
         return self._run(encoder, algorithm, chosen, modes, encoded, lang, k, wanted, layout, facets, keyword)
 
+    def _read(self, ask: Callable[[], T]) -> T:
+        """Run a read-only store request; once more on a fresh connection when a pooled one broke in
+        use (its backend was terminated) while the server is fine."""
+        try:
+            return ask()
+        except ConnectionLost:
+            if self.db.supervisor.outage is not None:
+                raise
+            log.info("search: a pooled connection broke; asking again on another")
+            return ask()
+
     def _keyword_only(
         self, text: str, language: str, k: int, filters: SearchFilters, facets: bool
     ) -> SearchResult:
@@ -316,12 +329,7 @@ class SearchService:
                 counts = facet_counts(conn, [h.asset_id for h in found]) if facets else None
             return found, counts
 
-        try:
-            found, counts = ask()
-        except ConnectionLost:
-            if self.db.supervisor.outage is not None:
-                raise
-            found, counts = ask()
+        found, counts = self._read(ask)
         db_ms = (time.perf_counter() - started) * 1000
         return SearchResult(
             [_hit(h, h.score, (Mode.KEYWORD.value,)) for h in found[:k]],
@@ -425,7 +433,6 @@ class SearchService:
         """Each mode's ranking from the store (and the keyword ranking for hybrid), on one pooled
         connection, and the layout that served it."""
         rankings: dict[str, list[StoreHit]] = {}
-        hq = filters.high_quality
         with self.db.connection() as conn:
             if keyword is not None:
                 rankings[Mode.KEYWORD.value] = keyword_search(conn, keyword, language or "en", fetch, filters)
@@ -437,15 +444,22 @@ class SearchService:
                     # A text query matches captions in its own language; an image matches any caption.
                     caption_language = language if store_mode is Mode.TEXT_TO_TEXT else None
                     rankings[store_mode.value] = knn(
-                        conn, tables, kind, vector, fetch, caption_language, hq, self.tuning, filters
+                        conn,
+                        tables,
+                        kind,
+                        vector,
+                        fetch,
+                        caption_language,
+                        tuning=self.tuning,
+                        filters=filters,
                     )
                 elif reranks_by_view(chosen):
                     rankings[store_mode.value] = knn_pooled(
-                        conn, tables, vector, fetch, hq, self.tuning, filters
+                        conn, tables, vector, fetch, tuning=self.tuning, filters=filters
                     )
                 else:
                     rankings[store_mode.value] = knn(
-                        conn, tables, kind, vector, fetch, None, hq, self.tuning, filters
+                        conn, tables, kind, vector, fetch, tuning=self.tuning, filters=filters
                     )
         return rankings, chosen
 
@@ -477,20 +491,13 @@ class SearchService:
             self._rankings, encoder, modes, vector, language, fetch, filters, layout, keyword
         )
         try:
-            rankings, chosen = ask()
+            rankings, chosen = self._read(ask)
         except psycopg.errors.UndefinedTable:
             # The encoder's tables went (`assetlib db drop-encoder`, a re-created database) since
             # they were looked up: forget them and ask the catalog again.
             self._table_cache.pop(encoder.info.name, None)
             self._layouts.pop(encoder.info.name, None)
-            rankings, chosen = ask()
-        except ConnectionLost:
-            # A connection that broke in use (its backend was terminated) while the server is fine:
-            # the search is read-only, ask once more on a fresh connection.
-            if self.db.supervisor.outage is not None:
-                raise
-            log.info("search: a pooled connection broke; asking again on another")
-            rankings, chosen = ask()
+            rankings, chosen = self._read(ask)
         if fusing:
             hits = [_hit(h, score, sources) for h, score, sources in rrf_fuse(rankings, depth)]
         else:

@@ -111,6 +111,22 @@ def _query_param(tables: EncoderTables) -> sql.SQL:
     return sql.SQL("%(q)s") if tables.storage == "vector" else sql.SQL("CAST(%(q)s AS halfvec)")
 
 
+def _vector_where(
+    table: sql.Identifier, high_quality_only: bool, filters: SearchFilters, by_language: bool = False
+) -> sql.Composable:
+    """The WHERE of an index-shaped vector scan: language, the quality flag copied into vector rows,
+    and the catalog filters (inside the scan, so iterative scans keep reading until k rows pass)."""
+    conditions: list[sql.Composable] = []
+    if by_language:
+        conditions.append(sql.SQL("language = %(language)s"))
+    if high_quality_only or filters.high_quality:
+        conditions.append(sql.SQL("high_quality"))
+    on_catalog = filters.vector_row_condition(table)
+    if on_catalog is not None:
+        conditions.append(on_catalog)
+    return sql.SQL("WHERE ") + sql.SQL(" AND ").join(conditions) if conditions else sql.SQL("")
+
+
 def knn_sql(
     tables: EncoderTables,
     kind: VectorKind,
@@ -123,15 +139,8 @@ def knn_sql(
     The inner query has exactly the shape pgvector's index serves (ORDER BY embedding <=> q
     LIMIT n); grouping, the catalog join and re-ranking happen on those n rows only.
     """
-    conditions: list[sql.Composable] = []
-    if kind is VectorKind.CAPTION and language is not None:
-        conditions.append(sql.SQL("language = %(language)s"))
-    if high_quality_only or filters.high_quality:
-        conditions.append(sql.SQL("high_quality"))
-    on_catalog = filters.vector_row_condition(tables.ident(kind))
-    if on_catalog is not None:
-        conditions.append(on_catalog)
-    where = sql.SQL("WHERE ") + sql.SQL(" AND ").join(conditions) if conditions else sql.SQL("")
+    by_language = kind is VectorKind.CAPTION and language is not None
+    where = _vector_where(tables.ident(kind), high_quality_only, filters, by_language)
     sub = {
         VectorKind.VIEW: (sql.SQL("view_index"), sql.SQL("NULL::text")),
         VectorKind.CAPTION: (sql.SQL("NULL::int2"), sql.SQL("language")),
@@ -159,13 +168,7 @@ def pooled_sql(
     The inner query is index-shaped on the asset table; the re-rank reads each candidate's views
     through the view table's primary key (asset_id, view_index), so no view index is needed.
     """
-    conditions: list[sql.Composable] = []
-    if high_quality_only or filters.high_quality:
-        conditions.append(sql.SQL("high_quality"))
-    on_catalog = filters.vector_row_condition(tables.ident(VectorKind.ASSET))
-    if on_catalog is not None:
-        conditions.append(on_catalog)
-    where = sql.SQL("WHERE ") + sql.SQL(" AND ").join(conditions) if conditions else sql.SQL("")
+    where = _vector_where(tables.ident(VectorKind.ASSET), high_quality_only, filters)
     return sql.SQL(
         """WITH nn AS MATERIALIZED (
                SELECT asset_id FROM {assets} {where} ORDER BY embedding <=> {q} LIMIT %(fetch)s
