@@ -359,7 +359,7 @@ class Dashboard:
         if kind == "text":
             options["filters"] = self.filters.as_api()
         else:
-            options.update(self.filters.as_query())
+            options.update(self.filters.as_api())
         return options
 
     def _refilter(self) -> None:

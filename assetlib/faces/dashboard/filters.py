@@ -56,17 +56,14 @@ class FilterPanel:
 
     # -- state ------------------------------------------------------------------------------------
     def as_api(self) -> dict[str, Any]:
-        """The filters as the API's `filters` object (quality is sent as high_quality_only)."""
+        """The filters as the API's `filters` object, and as an upload search's query parameters (a
+        list repeats the parameter); quality is sent as high_quality_only."""
         body: dict[str, Any] = {name: list(v) for name, v in self.values.items() if v}
         if self.face_min.value:
             body["face_min"] = self.face_min.value
         if self.face_max.value:
             body["face_max"] = self.face_max.value
         return body
-
-    def as_query(self) -> dict[str, Any]:
-        """The filters as an upload search's query parameters (lists repeat the parameter)."""
-        return self.as_api()
 
     @property
     def any(self) -> bool:
