@@ -279,6 +279,34 @@ def test_judgments_are_stored_summarised_exported_and_evaluated(world, tmp_path)
     assert {"keyword", "hybrid"} <= {r["mode"] for r in stage.report.rows}
 
 
+def test_a_mark_is_taken_back_by_what_it_is_about(world):
+    """DELETE /judgments needs only which result (no relevant/rank), and finds a query stored stripped."""
+    base, _assets, _settings = world
+    query = f"a lamp to take back {uuid.uuid4().hex[:6]}"
+    shown = httpx.post(
+        f"{base}/search/text", json={"query": query, "algorithm": "e5", "mode": "text_to_text", "top_k": 1}
+    ).json()["results"]
+    key = {
+        "query": query,
+        "language": "en",
+        "algorithm": "e5",
+        "mode": "text_to_text",
+        "asset_id": shown[0]["asset_id"],
+    }
+    assert (
+        httpx.post(f"{base}/judgments", json={**key, "query": f"  {query} ", "relevant": True}).status_code
+        == 201
+    )
+    assert len(httpx.get(f"{base}/judgments", params={"query": query}).json()) == 1
+    gone = httpx.request("DELETE", f"{base}/judgments", json={**key, "query": f"{query}  "})
+    assert gone.status_code == 200 and gone.json() == {"deleted": True}
+    assert httpx.get(f"{base}/judgments", params={"query": query}).json() == []
+    again = httpx.request("DELETE", f"{base}/judgments", json=key)
+    assert again.json() == {"deleted": False}
+    incomplete = httpx.request("DELETE", f"{base}/judgments", json={"query": query})
+    assert incomplete.status_code == 422
+
+
 def test_remote_models_then_fetch_models_then_the_api_serves_the_local_copy(assetlib_home, tmp_path):
     """An asset without a local GLB: model_url points at the remote host (a local HTTP server); fetch-models
     downloads it (resuming a dropped transfer), after which the API serves the cached file."""

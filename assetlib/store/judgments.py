@@ -14,14 +14,20 @@ class JudgmentError(ValueError):
 
 
 @dataclass(frozen=True)
-class Judgment:
-    """One mark: this asset is (not) relevant to this query, as found by this algorithm and mode."""
+class JudgmentKey:
+    """What a mark is about: this asset, for this query, as found by this algorithm and mode."""
 
     query: str
     language: str
     algorithm: str
     mode: str
     asset_id: str
+
+
+@dataclass(frozen=True)
+class Judgment(JudgmentKey):
+    """One mark: this asset is (not) relevant to this query, as found by this algorithm and mode."""
+
     relevant: bool
     rank: int | None = None
     judged_at: datetime | None = None
@@ -70,12 +76,12 @@ def list_judgments(conn: psycopg.Connection, query: str | None = None) -> list[J
     return [Judgment(*r) for r in rows.fetchall()]
 
 
-def delete_judgment(conn: psycopg.Connection, judgment: Judgment) -> bool:
-    """Take a judgment back; whether there was one."""
+def delete_judgment(conn: psycopg.Connection, key: JudgmentKey) -> bool:
+    """Take a judgment back; whether there was one (the query matched as it was stored: stripped)."""
     cur = conn.execute(
         "DELETE FROM judgments WHERE query = %s AND language = %s AND algorithm = %s AND mode = %s "
         "AND asset_id = %s",
-        (judgment.query, judgment.language, judgment.algorithm, judgment.mode, judgment.asset_id),
+        (key.query.strip(), key.language, key.algorithm, key.mode, key.asset_id),
     )
     return cur.rowcount > 0
 

@@ -14,11 +14,12 @@ from fastapi.responses import Response
 from assetlib.evaluation.queries import judged_query_set
 from assetlib.faces.api.export import ExportFormat, export_content, export_response
 from assetlib.faces.api.links import model_link
-from assetlib.faces.api.schemas import ERRORS, JudgmentIn, JudgmentOut
+from assetlib.faces.api.schemas import ERRORS, JudgmentIn, JudgmentKeyIn, JudgmentOut
 from assetlib.search.service import SearchService
 from assetlib.store.catalog import asset_record
 from assetlib.store.judgments import (
     Judgment,
+    JudgmentKey,
     delete_judgment,
     judged_precision,
     list_judgments,
@@ -97,12 +98,12 @@ def add_judgment_routes(app: FastAPI, get_service: Callable[[], SearchService]) 
         return [JudgmentOut(**asdict(j)) for j in await run_in_threadpool(read)]
 
     @app.delete("/judgments", responses=ERRORS, tags=["judgments"])
-    async def unjudge(body: JudgmentIn, service: Service) -> dict:
-        """Take a mark back."""
+    async def unjudge(body: JudgmentKeyIn, service: Service) -> dict:
+        """Take a mark back: the query, language, algorithm, mode and asset say which."""
 
         def drop() -> bool:
             with service.db.connection() as conn:
-                return delete_judgment(conn, Judgment(**body.model_dump()))
+                return delete_judgment(conn, JudgmentKey(**body.model_dump()))
 
         return {"deleted": await run_in_threadpool(drop)}
 

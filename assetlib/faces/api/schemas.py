@@ -144,14 +144,19 @@ class CompareResponse(BaseModel):
     only_b: list[str]
 
 
-class JudgmentIn(BaseModel):
-    """A researcher's mark on one result."""
+class JudgmentKeyIn(BaseModel):
+    """Which result a mark is about (all a DELETE needs; a whole mark is accepted too)."""
 
     query: str = Field(min_length=1, max_length=MAX_QUERY_CHARS)
     language: Language
     algorithm: str = Field(min_length=1, max_length=200)
     mode: Mode
     asset_id: str = Field(min_length=1, max_length=500)
+
+
+class JudgmentIn(JudgmentKeyIn):
+    """A researcher's mark on one result."""
+
     relevant: bool
     rank: int | None = Field(None, ge=1, le=MAX_TOP_K)
 
