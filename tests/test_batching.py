@@ -23,6 +23,7 @@ class CountingEncoder:
         self.inner = inner
         self.info = inner.info
         self.calls: list[tuple[str, int]] = []
+        self.roles: list[str] = []  # of each image call: the batcher encodes queries only
         self.gate = threading.Event()  # cleared: a text call waits inside the forward pass
         self.gate.set()
         self.entered = threading.Event()
@@ -36,12 +37,16 @@ class CountingEncoder:
             raise EncoderError("this text cannot be embedded")
         return self.inner.encode_texts(texts, language, role)  # type: ignore[arg-type]
 
-    def encode_images(self, images: Sequence[Image.Image]) -> np.ndarray:
+    def encode_images(self, images: Sequence[Image.Image], role: str = "document") -> np.ndarray:
         self.calls.append(("image", len(images)))
+        self.roles.append(role)
         return self.inner.encode_images(images)
 
-    def encode_asset_views(self, views: Sequence[Sequence[Image.Image]]) -> np.ndarray:
+    def encode_asset_views(
+        self, views: Sequence[Sequence[Image.Image]], role: str = "document"
+    ) -> np.ndarray:
         self.calls.append(("views", len(views)))
+        self.roles.append(role)
         return self.inner.encode_asset_views(views)
 
 
@@ -115,6 +120,7 @@ def test_batches_are_split_by_language_and_kind(encoder):
     kinds = {kind for kind, _ in counting.calls}
     assert kinds == {"text", "image", "views"}
     assert ("image", 2) in counting.calls  # the two single images went together
+    assert counting.roles and set(counting.roles) == {"query"}  # image queries are queries
 
 
 def test_a_failing_query_fails_alone_and_the_rest_of_its_batch_is_answered(encoder):

@@ -238,6 +238,15 @@ def test_queries_carry_an_instruction_where_the_model_takes_one(fake):
     fake.state.dim = DIM
     _client(fake).encode_texts(["a chair"], "en", role="query")  # tongyi: no instruct parameter
     assert "instruct" not in fake.state.requests[0]["parameters"]
+    fake.state.requests.clear()
+    qwen3 = _model_client(fake, "qwen3-vl-embedding")  # the fake answers in its size again
+    qwen3.encode_images(_views(1), role="query")  # an image searched with is a query too
+    qwen3.encode_asset_views([_views(2)], role="query")
+    qwen3.encode_images(_views(1))  # a render is a document
+    qwen3.encode_asset_views([_views(2)])
+    asked = [("instruct" in r["parameters"]) for r in fake.state.requests]
+    assert asked == [True, True, False, False]
+    assert fake.state.requests[1]["parameters"].get("enable_fusion") is True  # still fused
 
 
 def test_a_fused_only_model_embeds_one_text_per_request(fake):

@@ -186,6 +186,17 @@ def test_queries_carry_the_query_instruction_and_captions_the_documents(hub, enc
     plain = encoder.prompts.build(QUERY_INSTRUCTION, text="a chair")
     im_end = encoder.prompts.tokenizer.convert_tokens_to_ids("<|im_end|>")
     assert injected.ids.count(im_end) == plain.ids.count(im_end) == 2
+    # An image searched with is a query too (image→image, image→text): the query instruction, as
+    # QwenLM's embedder gives every query input; renders keep the document instruction.
+    views = _views(2)
+    asked = encoder.encode_images(views[:1], role="query")[0]
+    np.testing.assert_allclose(asked, _reference(hub, QUERY_INSTRUCTION, images=views[:1]), atol=1e-5)
+    assert float(asked @ encoder.encode_images(views[:1])[0]) < 0.9999
+    np.testing.assert_allclose(
+        encoder.encode_asset_views([views], role="query")[0],
+        _reference(hub, QUERY_INSTRUCTION, images=views),
+        atol=1e-5,
+    )
 
 
 def test_matryoshka_truncation_renormalises_and_storage_limits_are_enforced(hub, encoder):
@@ -280,10 +291,17 @@ def test_search_end_to_end_through_the_api(hub, assetlib_home, tmp_path, fake_da
         assert response.status_code == 200, response.text
         assert response.json()["layout"] == "asset" and len(response.json()["results"]) == 3
     with SearchService(settings) as service:
-        # An asset's own views, fused as at index time, find that asset first.
-        found = service.search_images([load_rgb(p) for p in assets[4].view_paths], "qwen3vl", top_k=3)
-        assert found.hits[0].asset_id == assets[4].asset_id and found.hits[0].score > 0.99
+        # An asset's own views asked as a query (fused, with the query instruction) rank the stored
+        # assets as the encoder's own vectors do: the same order and scores as a brute-force search.
+        views = [load_rgb(p) for p in assets[4].view_paths]
+        found = service.search_images(views, "qwen3vl", top_k=3)
         assert found.layout == "asset" and found.encoder == f"qwen3vl:{REPO}"
+        encoder = service.encoder("qwen3vl")
+        stored = encoder.encode_asset_views([[load_rgb(p) for p in a.view_paths] for a in assets])
+        scores = stored @ encoder.encode_asset_views([views], role="query")[0]
+        best = np.argsort(-scores)[:3]
+        assert [h.asset_id for h in found.hits] == [assets[i].asset_id for i in best]
+        np.testing.assert_allclose([h.score for h in found.hits], scores[best], atol=1e-4)
 
 
 def test_fused_assets_are_embedded_a_chunk_at_a_time_and_a_bad_view_fails_only_its_asset(encoder, tmp_path):

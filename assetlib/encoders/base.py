@@ -61,11 +61,14 @@ class Encoder(Protocol):
         """Embed texts in one language; role is "query" for search queries, "document" for captions."""
         ...
 
-    def encode_images(self, images: Sequence[ImageInput]) -> np.ndarray:
-        """Embed images or image files (RGBA composited onto white), one vector each."""
+    def encode_images(self, images: Sequence[ImageInput], role: TextRole = "document") -> np.ndarray:
+        """Embed images or image files (RGBA composited onto white), one vector each; role "query" for
+        an image searched with (a model with a query instruction uses it), "document" for renders."""
         ...
 
-    def encode_asset_views(self, views: Sequence[Sequence[ImageInput]]) -> np.ndarray:
+    def encode_asset_views(
+        self, views: Sequence[Sequence[ImageInput]], role: TextRole = "document"
+    ) -> np.ndarray:
         """One vector per asset from its views (fused by the model, or the mean of per-view vectors)."""
         ...
 

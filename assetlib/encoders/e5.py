@@ -72,10 +72,12 @@ class E5Encoder:
         ]
         return np.concatenate(parts)
 
-    def encode_images(self, images: Sequence[ImageInput]) -> np.ndarray:
+    def encode_images(self, images: Sequence[ImageInput], role: TextRole = "document") -> np.ndarray:
         """e5 has no image tower."""
         raise EncoderError(f"{self.info.name} embeds text only")
 
-    def encode_asset_views(self, views: Sequence[Sequence[ImageInput]]) -> np.ndarray:
+    def encode_asset_views(
+        self, views: Sequence[Sequence[ImageInput]], role: TextRole = "document"
+    ) -> np.ndarray:
         """e5 has no image tower."""
         raise EncoderError(f"{self.info.name} embeds text only")

@@ -158,7 +158,7 @@ class E5LitEncoder:
         """e5's vectors: "query: " for queries, "passage: " for captions (what the tower was trained on)."""
         return self.text.encode_texts(texts, language, role=role)
 
-    def encode_images(self, images: Sequence[ImageInput]) -> np.ndarray:
+    def encode_images(self, images: Sequence[ImageInput], role: TextRole = "document") -> np.ndarray:
         """One vector per image (RGBA composited onto white, as at index time)."""
         rgb = [as_rgb(im) for im in images]
         step = self.batch_size
@@ -168,7 +168,9 @@ class E5LitEncoder:
         ]
         return np.concatenate(parts) if parts else np.zeros((0, self.info.dim), np.float32)
 
-    def encode_asset_views(self, views: Sequence[Sequence[ImageInput]]) -> np.ndarray:
+    def encode_asset_views(
+        self, views: Sequence[Sequence[ImageInput]], role: TextRole = "document"
+    ) -> np.ndarray:
         """Mean of the per-view vectors of each asset."""
         flat = [im for asset in views for im in asset]
         return mean_of_views(self.encode_images(flat), [len(v) for v in views])

@@ -485,29 +485,37 @@ class QwenEncoder:
         """Text vectors in the same space as the image vectors (English and Chinese alike); queries
         carry QUERY_INSTRUCTION where the model takes one."""
         check_texts(texts, language, self.info)
-        parameters = {"instruct": QUERY_INSTRUCTION} if role == "query" and self.spec.instruct else None
-        return self._each(list(texts), lambda t: {"text": defuse_text(t)}, parameters)
+        return self._each(list(texts), lambda t: {"text": defuse_text(t)}, self._instruct(role))
 
-    def encode_images(self, images: Sequence[ImageInput]) -> np.ndarray:
-        """One vector per image."""
-        return self._each(list(images), lambda im: {"image": self.image_ref(im)})
+    def _instruct(self, role: TextRole) -> dict[str, Any] | None:
+        """The request parameters that carry the query instruction, for a query to a model that has one."""
+        return {"instruct": QUERY_INSTRUCTION} if role == "query" and self.spec.instruct else None
 
-    def encode_asset_views(self, views: Sequence[Sequence[ImageInput]]) -> np.ndarray:
+    def encode_images(self, images: Sequence[ImageInput], role: TextRole = "document") -> np.ndarray:
+        """One vector per image; an image query carries QUERY_INSTRUCTION where the model takes one."""
+        return self._each(list(images), lambda im: {"image": self.image_ref(im)}, self._instruct(role))
+
+    def encode_asset_views(
+        self, views: Sequence[Sequence[ImageInput]], role: TextRole = "document"
+    ) -> np.ndarray:
         """One vector per asset from QWEN_NUM_IMAGES of its views (spread evenly when it has more),
         fused the way the model fuses; for a model that cannot fuse, the mean of per-view vectors."""
         if any(not v for v in views):
             raise EncoderError("an asset with no views cannot be embedded")
         if self.spec.fusion == "none":
             flat = [im for asset in views for im in asset]
-            return mean_of_views(self.encode_images(flat), [len(v) for v in views])
-        out = self._map([partial(self._fused, list(asset_views)) for asset_views in views])
+            return mean_of_views(self.encode_images(flat, role), [len(v) for v in views])
+        out = self._map([partial(self._fused, list(asset_views), role) for asset_views in views])
         return np.concatenate(out) if out else np.zeros((0, self.info.dim), np.float32)
 
-    def _fused(self, asset_views: list[ImageInput]) -> np.ndarray:
+    def _fused(self, asset_views: list[ImageInput], role: TextRole = "document") -> np.ndarray:
         """One request, one fused vector, for one asset's views."""
         refs = [self.image_ref(v) for v in spread(asset_views, self.num_images)]
+        parameters = self._instruct(role) or {}
         if self.spec.fusion == "multi_images":
-            return self._call([{"multi_images": refs}], 1)
+            return self._call([{"multi_images": refs}], 1, parameters)
         if self.spec.fusion == "enable_fusion":
-            return self._call([{"image": r} for r in refs], 1, {"enable_fusion": True})
-        return self._call([{"image": r} for r in refs], 1)  # "always": the model fuses one request
+            return self._call([{"image": r} for r in refs], 1, {**parameters, "enable_fusion": True})
+        return self._call(
+            [{"image": r} for r in refs], 1, parameters
+        )  # "always": the model fuses one request

@@ -194,12 +194,10 @@ class Qwen3VLEncoder:
             out[batch] = self.forward([prompts[i] for i in batch])
         return out
 
-    def _encode_streamed(self, inputs: Sequence[list[ImageInput]]) -> np.ndarray:
+    def _encode_streamed(self, inputs: Sequence[list[ImageInput]], instruction: str) -> np.ndarray:
         """Vectors of image inputs (each a list of images) in their order, decoded and prepared one
         batch at a time so that only one batch's pixels are held."""
-        prompts = (
-            self.prompts.build(DOCUMENT_INSTRUCTION, [as_rgb(im) for im in images]) for images in inputs
-        )
+        prompts = (self.prompts.build(instruction, [as_rgb(im) for im in images]) for images in inputs)
         parts = [
             self.forward(batch) for batch in budget_batches(prompts, lambda p: len(p.ids), self.batch_tokens)
         ]
@@ -207,7 +205,7 @@ class Qwen3VLEncoder:
 
     # -- the Encoder protocol -----------------------------------------------------------------------
     def instruction(self, role: TextRole) -> str:
-        """The system turn's instruction for a text of this role."""
+        """The system turn's instruction for an input of this role (text or images alike)."""
         return QUERY_INSTRUCTION if role == "query" else DOCUMENT_INSTRUCTION
 
     def encode_texts(
@@ -218,12 +216,16 @@ class Qwen3VLEncoder:
         instruction = self.instruction(role)
         return self._encode([self.prompts.build(instruction, text=text) for text in texts])
 
-    def encode_images(self, images: Sequence[ImageInput]) -> np.ndarray:
-        """One vector per image, each its own input (RGBA composited onto white)."""
-        return self._encode_streamed([[image] for image in images])
+    def encode_images(self, images: Sequence[ImageInput], role: TextRole = "document") -> np.ndarray:
+        """One vector per image, each its own input (RGBA composited onto white); an image query
+        carries the query instruction, as a text query does."""
+        return self._encode_streamed([[image] for image in images], self.instruction(role))
 
-    def encode_asset_views(self, views: Sequence[Sequence[ImageInput]]) -> np.ndarray:
+    def encode_asset_views(
+        self, views: Sequence[Sequence[ImageInput]], role: TextRole = "document"
+    ) -> np.ndarray:
         """One fused vector per asset: up to QWEN3VL_NUM_IMAGES of its views (spread evenly) in one input."""
         if any(not asset for asset in views):
             raise EncoderError("an asset with no views cannot be embedded")
-        return self._encode_streamed([spread(list(asset), self.num_images) for asset in views])
+        inputs = [spread(list(asset), self.num_images) for asset in views]
+        return self._encode_streamed(inputs, self.instruction(role))

@@ -250,14 +250,16 @@ class SiglipEncoder:
         batches = [self.tokenize(texts[i : i + step]) for i in range(0, len(texts), step)]
         return l2_normalize(self._run(self.model.get_text_features, batches), f"{self.info.name} text")
 
-    def encode_images(self, images: Sequence[ImageInput]) -> np.ndarray:
+    def encode_images(self, images: Sequence[ImageInput], role: TextRole = "document") -> np.ndarray:
         """One vector per image; RGBA is composited onto white first, as at index time."""
         rgb = [as_rgb(im) for im in images]
         step = self.batch_size
         parts = [self.embed_pixels(self.preprocess(rgb[i : i + step])) for i in range(0, len(rgb), step)]
         return np.concatenate(parts) if parts else np.zeros((0, self.info.dim), dtype=np.float32)
 
-    def encode_asset_views(self, views: Sequence[Sequence[ImageInput]]) -> np.ndarray:
+    def encode_asset_views(
+        self, views: Sequence[Sequence[ImageInput]], role: TextRole = "document"
+    ) -> np.ndarray:
         """Mean of the per-view vectors of each asset (SigLIP has no multi-image input)."""
         flat = [im for asset in views for im in asset]
         return mean_of_views(self.encode_images(flat), [len(v) for v in views])

@@ -69,8 +69,8 @@ def _encode(encoder: Encoder, jobs: Sequence[_Job]) -> np.ndarray:
     if kind == "text":
         return encoder.encode_texts([str(j.payload) for j in jobs], jobs[0].language, role=jobs[0].role)
     if kind == "image":
-        return encoder.encode_images([j.payload for j in jobs])  # type: ignore[misc]
-    return encoder.encode_asset_views([list(j.payload) for j in jobs])  # type: ignore[arg-type]
+        return encoder.encode_images([j.payload for j in jobs], role="query")  # type: ignore[misc]
+    return encoder.encode_asset_views([list(j.payload) for j in jobs], role="query")  # type: ignore[arg-type]
 
 
 class EncodeBatcher:
@@ -102,8 +102,8 @@ class EncodeBatcher:
         single = len(images) == 1
         if not encoder.info.local:
             if single:
-                return self._direct(lambda: encoder.encode_images(list(images))[0])
-            return self._direct(lambda: encoder.encode_asset_views([list(images)])[0])
+                return self._direct(lambda: encoder.encode_images(list(images), role="query")[0])
+            return self._direct(lambda: encoder.encode_asset_views([list(images)], role="query")[0])
         if single:
             return self._submit(_Job((id(encoder), "image", "", ""), encoder, images[0]))
         return self._submit(_Job((id(encoder), "views", "", ""), encoder, list(images)))
