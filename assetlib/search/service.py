@@ -306,15 +306,20 @@ class SearchService:
         return self._run(encoder, algorithm, chosen, modes, encoded, lang, k, wanted, layout, facets, keyword)
 
     def _read(self, ask: Callable[[], T]) -> T:
-        """Run a read-only store request; once more on a fresh connection when a pooled one broke in
-        use (its backend was terminated) while the server is fine."""
-        try:
-            return ask()
-        except ConnectionLost:
-            if self.db.supervisor.outage is not None:
-                raise
-            log.info("search: a pooled connection broke; asking again on another")
-            return ask()
+        """Run a read-only store request; again on another connection when a pooled one broke in use
+        (its backend was terminated) while the server is fine. Up to the pool's size more times: when
+        an administrator terminates every backend, several pooled connections may still look alive
+        while their backends go, and each is discarded as it fails."""
+        for attempt in range(self.settings.db_pool_size + 1):
+            try:
+                return ask()
+            except ConnectionLost:
+                if self.db.supervisor.outage is not None or attempt == self.settings.db_pool_size:
+                    raise
+                log.info(
+                    "search: a pooled connection broke (attempt %d); asking again on another", attempt + 1
+                )
+        raise AssertionError("unreachable: the last attempt returns or raises")
 
     def _keyword_only(
         self, text: str, language: str, k: int, filters: SearchFilters, facets: bool
