@@ -7,7 +7,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TypeVar
 
@@ -60,28 +60,16 @@ class AlgorithmUnavailable(RuntimeError):
 
 
 @dataclass(frozen=True)
-class Hit:
-    """One result: the asset, its score, captions, ids, and which view or caption matched."""
+class Hit(StoreHit):
+    """One result: the stored asset's fields (captions, ids, catalog metadata, which view or caption
+    matched) with the score it was ranked by and, for fused results, the modes that found it."""
 
-    asset_id: str
-    score: float
-    caption_en: str | None
-    caption_cn: str | None
-    objaverse_uid: str | None
-    matched_view: int | None
-    matched_language: str | None
-    view_count: int
-    high_quality: bool
-    has_model: bool
-    sources: tuple[str, ...] = ()  # modes that found it (fused results)
-    name: str | None = None
-    license: str | None = None
-    categories: tuple[str, ...] = ()
-    lvis: tuple[str, ...] = ()
-    tags: tuple[str, ...] = ()
-    face_count: int | None = None
-    glb_path: str | None = None
-    glb_relpath: str | None = None  # the remote model's path (`<shard>/<uid>.glb`)
+    sources: tuple[str, ...] = ()
+
+    @property
+    def has_model(self) -> bool:
+        """Whether a local GLB is on record for it."""
+        return bool(self.glb_path)
 
 
 @dataclass
@@ -127,27 +115,8 @@ def _query_mode(kind: QueryKind, mode: Mode | str) -> Mode:
 
 
 def _hit(h: StoreHit, score: float, sources: tuple[str, ...]) -> Hit:
-    return Hit(
-        h.asset_id,
-        float(score),
-        h.caption_en,
-        h.caption_cn,
-        h.objaverse_uid,
-        h.matched_view,
-        h.matched_language,
-        h.view_count,
-        h.high_quality,
-        bool(h.glb_path),
-        sources,
-        h.name,
-        h.license,
-        h.categories,
-        h.lvis,
-        h.tags,
-        h.face_count,
-        h.glb_path,
-        h.glb_relpath,
-    )
+    stored = {f.name: getattr(h, f.name) for f in fields(StoreHit)}
+    return Hit(**(stored | {"score": float(score)}), sources=sources)
 
 
 class SearchService:
