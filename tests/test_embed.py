@@ -277,6 +277,9 @@ def test_qwen3_vl_embedding_embeds_stores_and_searches_end_to_end(library, tmp_p
         image = service.search_images([load_rgb(assets[2].view_paths[0])], "qwen", "fused", top_k=3)
         queries = [r for r in fake.state.requests if "instruct" in r["parameters"]]
     assert len(text.hits) == len(image.hits) == 3 and text.layout == "asset"
-    assert len(queries) == 1 and queries[0]["input"]["contents"] == [{"text": "a red chair"}]
+    # The two queries carry the instruction (an image searched with is a query too); no render did.
+    assert len(queries) == 2 and queries[0]["input"]["contents"] == [{"text": "a red chair"}]
+    assert list(queries[1]["input"]["contents"][0]) == ["image"]
+    assert not any("instruct" in r["parameters"] for r in fused)
     assert fake.state.uploads == []
     clear_cache()
