@@ -516,6 +516,5 @@ class QwenEncoder:
             return self._call([{"multi_images": refs}], 1, parameters)
         if self.spec.fusion == "enable_fusion":
             return self._call([{"image": r} for r in refs], 1, {**parameters, "enable_fusion": True})
-        return self._call(
-            [{"image": r} for r in refs], 1, parameters
-        )  # "always": the model fuses one request
+        # "always": the model fuses the images of one request
+        return self._call([{"image": r} for r in refs], 1, parameters)

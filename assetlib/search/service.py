@@ -114,8 +114,11 @@ def _query_mode(kind: QueryKind, mode: Mode | str) -> Mode:
         raise SearchError(str(exc)) from None
 
 
+_STORED_FIELDS = tuple(f.name for f in fields(StoreHit))  # once: _hit runs for every result
+
+
 def _hit(h: StoreHit, score: float, sources: tuple[str, ...]) -> Hit:
-    stored = {f.name: getattr(h, f.name) for f in fields(StoreHit)}
+    stored = {name: getattr(h, name) for name in _STORED_FIELDS}
     return Hit(**(stored | {"score": float(score)}), sources=sources)
 
 
@@ -279,16 +282,14 @@ class SearchService:
         (its backend was terminated) while the server is fine. Up to the pool's size more times: when
         an administrator terminates every backend, several pooled connections may still look alive
         while their backends go, and each is discarded as it fails."""
-        for attempt in range(self.settings.db_pool_size + 1):
+        for attempt in range(1, self.settings.db_pool_size + 1):
             try:
                 return ask()
             except ConnectionLost:
-                if self.db.supervisor.outage is not None or attempt == self.settings.db_pool_size:
+                if self.db.supervisor.outage is not None:
                     raise
-                log.info(
-                    "search: a pooled connection broke (attempt %d); asking again on another", attempt + 1
-                )
-        raise AssertionError("unreachable: the last attempt returns or raises")
+                log.info("search: a pooled connection broke (attempt %d); asking again on another", attempt)
+        return ask()
 
     def _keyword_only(
         self, text: str, language: str, k: int, filters: SearchFilters, facets: bool
