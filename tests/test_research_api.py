@@ -298,6 +298,7 @@ def test_a_mark_is_taken_back_by_what_it_is_about(world):
         == 201
     )
     assert len(httpx.get(f"{base}/judgments", params={"query": query}).json()) == 1
+    assert len(httpx.get(f"{base}/judgments", params={"query": f" {query} "}).json()) == 1  # read as stored
     gone = httpx.request("DELETE", f"{base}/judgments", json={**key, "query": f"{query}  "})
     assert gone.status_code == 200 and gone.json() == {"deleted": True}
     assert httpx.get(f"{base}/judgments", params={"query": query}).json() == []

@@ -67,7 +67,7 @@ def record_judgment(conn: psycopg.Connection, judgment: Judgment) -> Judgment:
 
 def list_judgments(conn: psycopg.Connection, query: str | None = None) -> list[Judgment]:
     """Every judgment (or those of one query), as the results were shown: by query, algorithm, mode, rank."""
-    where, params = ("WHERE query = %s", (query,)) if query else ("", ())
+    where, params = ("WHERE query = %s", (query.strip(),)) if query else ("", ())  # stored stripped
     rows = conn.execute(
         f"SELECT {_COLUMNS} FROM judgments {where} "
         "ORDER BY query, language, algorithm, mode, rank NULLS LAST, asset_id",
